@@ -1,0 +1,21 @@
+"""Every path in the project is computed from the repository root, here and nowhere else."""
+
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PARAMS = ROOT / "params.yaml"
+PROFILES = ROOT / "profiles"
+NOTEBOOKS = ROOT / "notebooks"
+DATA = ROOT / "data"
+MODELS = ROOT / "models"
+REPORTS = ROOT / "reports"
+METRICS = REPORTS / "metrics"
+FIGURES = REPORTS / "figures"
+TABLES = REPORTS / "tables"
+RENDERED = REPORTS / "notebooks"
+
+
+def resolve(path: str | Path) -> Path:
+    """A path from params or a notebook parameter: relative paths are taken from the repository root."""
+    path = Path(path)
+    return path if path.is_absolute() else ROOT / path
