@@ -1,0 +1,280 @@
+"""Figures, one function per figure, each returning a matplotlib Figure for the notebook to show."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib
+import matplotlib.ticker  # noqa: E402
+
+matplotlib.use("Agg")  # headless: papermill and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from ose.arch import Arch, Embedding  # noqa: E402
+from ose.costs import param_count  # noqa: E402
+
+
+def save(fig: Figure, path) -> None:
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+
+
+def predicted_vs_measured(fits: Sequence) -> Figure:
+    """Cost model prediction against measured latency, one panel per space, held-out marked."""
+    fig, axes = plt.subplots(1, len(fits), figsize=(5.5 * len(fits), 5), squeeze=False)
+    for ax, fit in zip(axes[0], fits, strict=True):
+        for split, marker, colour in (("fit", "o", "tab:blue"), ("held-out", "s", "tab:orange")):
+            rows = [r for r in fit.rows if r["split"] == split]
+            ax.scatter(
+                [r["median_ms"] for r in rows],
+                [r["predicted_ms"] for r in rows],
+                marker=marker,
+                color=colour,
+                label=f"{split} ({len(rows)})",
+                alpha=0.8,
+            )
+        values = [r["median_ms"] for r in fit.rows] + [r["predicted_ms"] for r in fit.rows]
+        lo, hi = min(values) * 0.8, max(values) * 1.2
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=1, ls="--", label="y = x")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlim=(lo, hi),
+            ylim=(lo, hi),
+            xlabel="measured latency (ms)",
+            ylabel="predicted latency (ms)",
+            title=f"{fit.space} space: held-out MAPE {fit.mape_heldout:.1f}% (fit {fit.mape_fit:.1f}%)",
+        )
+        ax.legend(loc="upper left")
+        ax.grid(alpha=0.3, which="both")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+            axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.tight_layout()
+    return fig
+
+
+def latency_vs_dimensions(fits: Sequence) -> Figure:
+    """Measured latency against each of D, A, H, I, one row per space, coloured by depth."""
+    dims = (
+        ("depth", "D (layers)"),
+        ("heads", "A (heads)"),
+        ("hidden", "H (hidden size)"),
+        ("intermediate", "I (intermediate size)"),
+    )
+    fig, axes = plt.subplots(len(fits), 4, figsize=(16, 3.8 * len(fits)), squeeze=False)
+    for row_axes, fit in zip(axes, fits, strict=True):
+        depth = np.array([r["depth"] for r in fit.rows])
+        latency = np.array([r["median_ms"] for r in fit.rows])
+        for ax, (key, label) in zip(row_axes, dims, strict=True):
+            x = np.array([r[key] for r in fit.rows])
+            points = ax.scatter(x, latency, c=depth, cmap="viridis", s=22)
+            ax.set(xlabel=label, ylabel="latency (ms)", yscale="log")
+            ax.set_title(f"{fit.space} space", fontsize=10)
+            ax.grid(alpha=0.3)
+        fig.colorbar(points, ax=row_axes[-1], label="D")
+    fig.tight_layout()
+    return fig
+
+
+def size_vs_cost(
+    space_name: str, space: Sequence[Arch], model, embedding: Embedding, marks: dict[str, Arch]
+) -> Figure:
+    """p(ξ) against predicted i(ξ) over a whole space: the plane the FPTAS searches."""
+    p = np.array([param_count(a, embedding).total for a in space]) / 1e6
+    i = model.predict_many(space)
+    depth = np.array([a.depth for a in space])
+    fig, ax = plt.subplots(figsize=(6.5, 5))
+    points = ax.scatter(p, i, c=depth, cmap="viridis", s=14, alpha=0.8)
+    for label, arch in marks.items():
+        ax.scatter(
+            [param_count(arch, embedding).total / 1e6],
+            [model.predict(arch)],
+            marker="*",
+            s=220,
+            color="tab:red",
+            edgecolor="black",
+            zorder=3,
+        )
+        ax.annotate(
+            label,
+            (param_count(arch, embedding).total / 1e6, model.predict(arch)),
+            textcoords="offset points",
+            xytext=(6, -12),
+            fontsize=9,
+        )
+    ax.set(
+        xlabel="p(ξ): parameters (millions)",
+        ylabel="i(ξ): predicted latency (ms)",
+        title=f"{space_name} space: {len(space)} architectures",
+    )
+    fig.colorbar(points, ax=ax, label="D")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(history: Sequence[dict], title: str, metric: str = "masked_acc") -> Figure:
+    """Training loss per step (and its running mean) beside the held-out metric at each evaluation."""
+    steps = [h for h in history if "loss" in h]
+    evals = [h for h in history if metric in h]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    x = np.array([h["step"] for h in steps])
+    loss = np.array([h["loss"] for h in steps])
+    left.plot(x, loss, color="tab:blue", alpha=0.35, lw=1, label="per step")
+    window = max(1, len(loss) // 20)
+    if len(loss) >= window:
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        left.plot(x[window - 1 :], smooth, color="tab:blue", lw=2, label=f"mean of {window}")
+    left.set(xlabel="step", ylabel="training loss", title=title)
+    left.legend()
+    left.grid(alpha=0.3)
+    right.plot([h["step"] for h in evals], [h[metric] for h in evals], marker="o", color="tab:green")
+    right.set(xlabel="step", ylabel=f"held-out {metric.replace('_', ' ')}", title="held-out evaluation")
+    right.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _chosen_row(rows: Sequence[dict], chosen_name: str) -> dict:
+    for row in rows:
+        if row["arch"] == chosen_name:
+            return row
+    raise ValueError(f"chosen_name {chosen_name!r} is not among the evaluated architectures")
+
+
+def _best_theta_rows(rows: Sequence[dict]) -> list[dict]:
+    """One row per architecture, the θ with the largest W (W is maximised over θ)."""
+    best: dict[str, dict] = {}
+    for row in rows:
+        if row["arch"] not in best or row["w"] > best[row["arch"]]["w"]:
+            best[row["arch"]] = row
+    return list(best.values())
+
+
+def pareto_plot(
+    rows: Sequence[dict], front_mask: Sequence[bool], chosen_name: str, source_point=None
+) -> Figure:
+    """The evaluated points in the (p, i) plane, coloured by ê, with the Pareto front and the choice.
+
+    rows: dicts with "arch", "p", "i", "error" (e.g. `FptasResult.rows` or one row per candidate);
+    front_mask: `ose.fptas.pareto_front(rows)`; source_point: an `ose.fptas.Point` or
+    (label, p, i), drawn as a reference.
+    """
+    if len(front_mask) != len(rows):
+        raise ValueError(f"front_mask has {len(front_mask)} entries for {len(rows)} rows")
+    p = np.array([r["p"] for r in rows], dtype=float) / 1e6
+    i = np.array([r["i"] for r in rows], dtype=float)
+    error = np.array([r["error"] for r in rows], dtype=float)
+    front = np.asarray(front_mask, dtype=bool)
+    fig, ax = plt.subplots(figsize=(7, 5.2))
+    points = ax.scatter(p, i, c=error, cmap="viridis", s=26, alpha=0.9, zorder=2)
+    if front.any():
+        order = np.lexsort((i[front], p[front]))
+        ax.plot(p[front][order], i[front][order], color="tab:red", lw=1, ls="--", alpha=0.6, zorder=1)
+        ax.scatter(
+            p[front],
+            i[front],
+            s=70,
+            facecolor="none",
+            edgecolor="tab:red",
+            lw=1.2,
+            zorder=3,
+            label=f"Pareto front in (p, i, ê) ({int(front.sum())})",
+        )
+    chosen = _chosen_row(rows, chosen_name)
+    ax.scatter(
+        [chosen["p"] / 1e6],
+        [chosen["i"]],
+        marker="*",
+        s=320,
+        color="gold",
+        edgecolor="black",
+        zorder=4,
+        label=f"chosen: {chosen_name}",
+    )
+    ax.annotate(chosen_name, (chosen["p"] / 1e6, chosen["i"]), textcoords="offset points", xytext=(8, 6))
+    if source_point is not None:
+        if hasattr(source_point, "arch"):
+            label, sp, si = f"source {source_point.arch.name}", source_point.p, source_point.i
+        else:
+            label, sp, si = source_point
+        ax.scatter(
+            [sp / 1e6], [si], marker="D", s=70, color="tab:grey", edgecolor="black", zorder=4, label=label
+        )
+    ax.set(
+        xlabel="p(ξ): parameters (millions)",
+        ylabel="i(ξ): inference cost (ms)",
+        title=f"FPTAS: {len(rows)} evaluated points",
+    )
+    fig.colorbar(points, ax=ax, label="ê(ξ): surrogate error")
+    ax.legend(loc="upper left", fontsize=8)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def w_plot(rows: Sequence[dict], chosen_name: str) -> Figure:
+    """W of every evaluated candidate (its best θ as a bar, every θ as a dot), candidates in p order."""
+    best = sorted(_best_theta_rows(rows), key=lambda r: (r["p"], r["i"], r["arch"]))
+    _chosen_row(best, chosen_name)
+    names = [r["arch"] for r in best]
+    position = {name: k for k, name in enumerate(names)}
+    fig, ax = plt.subplots(figsize=(max(6.5, min(16, 0.25 * len(best))), 4.5))
+    colours = ["tab:red" if n == chosen_name else "tab:blue" for n in names]
+    ax.bar(range(len(best)), [r["w"] for r in best], color=colours, alpha=0.75, label="max over θ")
+    ax.scatter(
+        [position[r["arch"]] for r in rows],
+        [r["w"] for r in rows],
+        s=8,
+        color="black",
+        zorder=3,
+        label="each θ",
+    )
+    k = position[chosen_name]
+    ax.annotate(
+        chosen_name, (k, best[k]["w"]), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=9
+    )
+    if len(best) <= 40:
+        ax.set_xticks(range(len(best)), names, rotation=90, fontsize=7)
+    ax.margins(y=0.12)  # room for the chosen candidate's label
+    ax.set(
+        xlabel="candidate, in (p, i) order",
+        ylabel="W(ξ)",
+        title=f"W-coefficient of {len(best)} candidates; chosen {chosen_name}",
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    return fig
+
+
+def epsilon_sweep_plot(sweep_rows: Sequence[dict]) -> Figure:
+    """Approximation ratio W(ε)/W(ε = 1) against ε, beside the trainings (and seconds) each ε costs."""
+    eps = np.array([r["epsilon"] for r in sweep_rows])
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    left.plot(eps, [r["approx_ratio"] for r in sweep_rows], marker="o", color="tab:blue")
+    left.axhline(1.0, color="grey", ls="--", lw=1)
+    left.set(
+        xlabel="ε (interval size)", ylabel="W(ε) / W(ε = 1)", title="approximation ratio", ylim=(0, 1.08)
+    )
+    left.grid(alpha=0.3)
+    right.plot(eps, [r["n_trainings"] for r in sweep_rows], marker="o", color="tab:green", label="trainings")
+    right.set(xlabel="ε (interval size)", ylabel="trainings ⌈|Ξ|/ε⌉·|Θ|", title="search cost")
+    right.grid(alpha=0.3)
+    seconds = [r.get("seconds") for r in sweep_rows]
+    if all(s is not None for s in seconds):
+        twin = right.twinx()
+        twin.plot(eps, seconds, marker="s", ls=":", color="tab:orange", label="seconds")
+        twin.set_ylabel("training time (s)")
+        lines = right.get_lines() + twin.get_lines()
+        right.legend(lines, [line.get_label() for line in lines], fontsize=8)
+    else:
+        right.legend(fontsize=8)
+    fig.tight_layout()
+    return fig

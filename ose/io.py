@@ -1,0 +1,76 @@
+"""Writing results: JSON metrics and CSV + Markdown tables, always atomically (temp file, rename)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from ose.atomic import write_text_atomic
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    write_text_atomic(path, text)
+    return Path(path)
+
+
+def _plain(value):
+    """JSON-safe plain values (numpy scalars, tuples, NaN)."""
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_json(path: str | Path, data: dict) -> Path:
+    return atomic_write_text(path, json.dumps(_plain(data), indent=2) + "\n")
+
+
+def read_json(path: str | Path) -> dict:
+    return json.loads(Path(path).read_text())
+
+
+def _cell(value, digits: int) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: Sequence[dict], columns: Sequence[str] | None = None, digits: int = 2) -> str:
+    columns = list(columns or rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(r.get(c, ""), digits) for c in columns) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_table(
+    stem: str | Path,
+    rows: Sequence[dict],
+    columns: Sequence[str] | None = None,
+    title: str = "",
+    digits: int = 2,
+) -> tuple[Path, Path]:
+    """`stem.csv` (every column, full precision) and `stem.md` (the chosen columns, rounded)."""
+    if not rows:
+        raise ValueError(f"no rows to write to {stem}")
+    stem = Path(stem)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue())
+    heading = f"{title}\n\n" if title else ""
+    md_path = atomic_write_text(stem.with_suffix(".md"), heading + markdown_table(rows, columns, digits))
+    return csv_path, md_path

@@ -1,0 +1,121 @@
+"""The notebook conventions of DESIGN.md §5, and dvc.yaml cross-checked against each notebook.
+
+papermill only warns when the `parameters` tag is missing; these tests fail instead.
+"""
+
+import ast
+import shlex
+
+import nbformat
+import pytest
+import yaml
+
+from ose import paths
+
+NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
+DVC = yaml.safe_load((paths.ROOT / "dvc.yaml").read_text())
+OFFLINE = ("HF_HUB_OFFLINE=1", "HF_DATASETS_OFFLINE=1", "TRANSFORMERS_OFFLINE=1")
+VARS = {k: v for entry in DVC.get("vars", []) if isinstance(entry, dict) for k, v in entry.items()}
+
+
+def expand(cmd: str) -> str:
+    for key, value in VARS.items():
+        cmd = cmd.replace("${" + key + "}", value)
+    return cmd
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def parameters_cell(nb):
+    tagged = [c for c in code_cells(nb) if "parameters" in c.metadata.get("tags", [])]
+    assert len(tagged) == 1, f"needs exactly one code cell tagged 'parameters', has {len(tagged)}"
+    return tagged[0]
+
+
+def declared_parameters(nb) -> dict[str, object]:
+    out = {}
+    for node in ast.parse(parameters_cell(nb).source).body:
+        assert (
+            isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)
+        ), f"parameters cell: only `name = literal`, got {ast.dump(node)}"
+        out[node.targets[0].id] = ast.literal_eval(node.value)  # raises unless a literal
+    return out
+
+
+def papermill_stages():
+    """(stage name, notebook path, -p names, tracked params) for every papermill stage."""
+    out = []
+    for name, stage in DVC["stages"].items():
+        tokens = shlex.split(expand(stage["cmd"]))
+        assert "papermill" in tokens, f"stage {name} does not run papermill"
+        notebook = next(t for t in tokens if t.startswith("notebooks/") and t.endswith(".ipynb"))
+        passed = [tokens[k + 1] for k, t in enumerate(tokens) if t == "-p"]
+        out.append((name, notebook, passed, stage.get("params", []), stage))
+    return out
+
+
+def test_there_are_notebooks_and_stages():
+    assert NOTEBOOKS, "no notebooks found"
+    assert papermill_stages(), "no papermill stages in dvc.yaml"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_conventions(path):
+    nb = nbformat.read(path, as_version=4)
+    assert nb.metadata.kernelspec.name == "python3"
+    for cell in code_cells(nb):
+        assert not cell.get("outputs"), f"{path.name}: committed with outputs"
+        assert cell.get("execution_count") is None, f"{path.name}: committed with execution counts"
+        tree = ast.parse(cell.source)  # also rejects IPython magics, which are not plain Python
+        for node in ast.walk(tree):
+            assert not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda), (
+                f"{path.name}: define functions in `ose`, not here"
+            )
+    declared_parameters(nb)
+
+
+@pytest.mark.parametrize("stage", papermill_stages(), ids=lambda s: s[0])
+def test_dvc_stage_matches_its_notebook(stage):
+    name, notebook, passed, tracked, spec = stage
+    nb = nbformat.read(paths.ROOT / notebook, as_version=4)
+    declared = declared_parameters(nb)
+    assert sorted(passed) == sorted(set(passed)), f"{name}: a parameter is passed twice"
+    assert set(passed) <= set(declared), f"{name}: passes unknown {set(passed) - set(declared)}"
+    assert set(declared) <= set(passed), f"{name}: does not pass {set(declared) - set(passed)}"
+    # params.yaml groups: tracked exactly when read as `params.<group>` in the notebook.
+    read = {
+        node.attr
+        for cell in code_cells(nb)
+        for node in ast.walk(ast.parse(cell.source))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params"
+    }
+    read -= {"profile"}  # the profile name labels outputs; it changes no result
+    assert {key.split(".")[0] for key in tracked} == read, f"{name}: tracked {tracked}, reads {read}"
+    assert notebook in spec["deps"], f"{name}: does not depend on its notebook"
+    rendered = f"reports/notebooks/{notebook.split('/')[-1]}"
+    outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
+    assert rendered in outs, f"{name}: rendered notebook is not an output"
+    assert shlex.split(expand(spec["cmd"]))[:3] == list(OFFLINE), f"{name}: must run offline"
+
+
+def test_every_notebook_is_a_stage():
+    used = {notebook for _, notebook, *_ in papermill_stages()}
+    assert {f"notebooks/{p.name}" for p in NOTEBOOKS} == used
+
+
+def test_rendered_notebooks_are_never_a_dependency():
+    for name, stage in DVC["stages"].items():
+        for dep in stage.get("deps", []):
+            assert not dep.startswith("reports/"), f"stage {name} depends on a report: {dep}"
+
+
+def test_no_parameters_tag_is_caught(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    with pytest.raises(AssertionError, match="exactly one code cell tagged 'parameters'"):
+        parameters_cell(nb)
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[0].source = "x = len('a')"
+    with pytest.raises(ValueError):
+        declared_parameters(nb)
