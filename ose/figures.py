@@ -278,3 +278,197 @@ def epsilon_sweep_plot(sweep_rows: Sequence[dict]) -> Figure:
         right.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def pretraining_curves(
+    histories: dict[str, Sequence[dict]], reference: dict[str, float] | None = None
+) -> Figure:
+    """Training loss and held-out masked-LM metrics of several runs, with an optional reference
+    (e.g. the teacher) drawn as horizontal lines."""
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.2))
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for colour, (label, history) in zip(colours, histories.items(), strict=False):
+        steps = [h for h in history if "loss" in h]
+        loss = np.array([h["loss"] for h in steps])
+        window = max(1, len(loss) // 25)
+        smooth = np.convolve(loss, np.ones(window) / window, mode="valid")
+        axes[0].plot([h["step"] for h in steps][window - 1 :], smooth, color=colour, label=label)
+        evals = [h for h in history if "masked_acc" in h]
+        for ax, key in ((axes[1], "mlm_ce"), (axes[2], "masked_acc")):
+            ax.plot(
+                [h["step"] for h in evals], [h[key] for h in evals], marker="o", color=colour, label=label
+            )
+    if reference:
+        for ax, key in ((axes[1], "mlm_ce"), (axes[2], "masked_acc")):
+            if key in reference:
+                ax.axhline(reference[key], color="grey", ls="--", lw=1, label="teacher")
+    axes[0].set(xlabel="step", ylabel="training loss (running mean)", title="training loss")
+    axes[1].set(xlabel="step", ylabel="held-out masked-LM cross-entropy", title="held-out cross-entropy")
+    axes[2].set(xlabel="step", ylabel="held-out masked-token accuracy", title="held-out accuracy")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def torus_figure(result: dict) -> Figure:
+    """The Agora toy example (`ose.torus.torus_experiment`), seen from above the torus.
+
+    Left: the test sample coloured by true sector (faint), the non-representative training sample
+    and the points Agora added near the dev mistakes (labelled by S). Middle: test predictions
+    without and with Agora, wrong ones marked. Right: test accuracy of both (and of the D ∪ E
+    reference, which sees the dev set's true labels).
+    """
+    test, train, added = result["test"], result["train"], result["added"]
+    cmap = plt.get_cmap("tab10")
+    colours = np.array([cmap(k % 10) for k in range(result["sectors"])])
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4.6), gridspec_kw={"width_ratios": [1, 1, 1, 0.8]})
+    data, without, with_agora, bars = axes
+    data.scatter(test["x"], test["y"], c=colours[test["label"]], s=4, alpha=0.15)
+    data.scatter(train["x"], train["y"], c=colours[train["label"]], s=28, edgecolor="black", lw=0.6)
+    if len(added):
+        labels = added["label"].to_numpy().astype(int)
+        data.scatter(added["x"], added["y"], c=colours[labels], marker="x", s=22, lw=1.2)
+    # grey stand-ins: the legend shows marker shapes, the colours are the sectors
+    data.scatter(
+        [], [], color="grey", s=28, edgecolor="black", lw=0.6, label=f"training sample ({len(train)})"
+    )
+    data.scatter([], [], color="grey", marker="x", s=22, lw=1.2, label=f"added, labelled by S ({len(added)})")
+    data.set_title("training sample and Agora's points")
+    data.legend(loc="lower left", fontsize=8)
+    panels = ((without, "pred_without", "without Agora"), (with_agora, "pred_with", "with Agora"))
+    for ax, column, name in panels:
+        predicted = test[column].to_numpy().astype(int)
+        wrong = predicted != test["label"].to_numpy()
+        ax.scatter(test["x"], test["y"], c=colours[predicted], s=5, alpha=0.5)
+        ax.scatter(test["x"][wrong], test["y"][wrong], marker="x", s=10, color="black", lw=0.6, label="wrong")
+        ax.set_title(f"test predictions {name}: {1 - wrong.mean():.1%} correct")
+        ax.legend(loc="lower left", fontsize=8)
+    for ax in axes[:3]:
+        ax.set(xlabel="x", ylabel="y", aspect="equal")
+        ax.grid(alpha=0.3)
+    names = ["without Agora", "with Agora", "D ∪ E (true labels)"]
+    values = [result[k] for k in ("accuracy_without_agora", "accuracy_with_agora", "accuracy_train_plus_dev")]
+    bars.bar(names, values, color=["tab:grey", "tab:green", "tab:blue"], alpha=0.8)
+    for k, value in enumerate(values):
+        bars.annotate(f"{value:.3f}", (k, value), textcoords="offset points", xytext=(0, 4), ha="center")
+    bars.axhline(1 / result["sectors"], color="grey", ls="--", lw=1, label="chance")
+    bars.set(ylim=(0, 1.08), ylabel="test accuracy (whole torus)", title=f"seed {result['seed']}")
+    bars.tick_params(axis="x", labelrotation=20)
+    bars.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _comparison(row: dict) -> str:
+    return f"{row['model']} vs {row['reference']}"
+
+
+def speedup_figure(speedup_rows: Sequence[dict], paper: dict[str, float]) -> Figure:
+    """Measured speed-ups (`ose.bench.speedups`) beside the paper's claims, one group per comparison.
+
+    A comparison is labelled "<model> vs <reference>"; `paper` maps such labels to the paper's
+    claimed speed-up (e.g. {"bort-paper vs bert-large": 20.0, "bort-paper vs bert-base": 7.9}) and
+    is drawn as a hatched grey bar labelled "paper". Each measured (batch, seq) cell is one bar,
+    with the interquartile spread as an error bar when the rows carry it. A claim with no
+    measurement of its own still gets its group, so nothing the paper says is dropped silently.
+    """
+    measured = [r for r in speedup_rows if r["model"] != r["reference"]]
+    groups = list(dict.fromkeys([_comparison(r) for r in measured] + list(paper)))
+    if not groups:
+        raise ValueError("speedup_rows and paper are both empty: nothing to draw")
+    cells = sorted({(int(r["batch"]), int(r["seq"])) for r in measured})
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    slots = len(cells) + 1  # one bar per cell, then the paper's
+    width = 0.8 / slots
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(groups) * slots / 2 + 3), 4.8))
+    for k, cell in enumerate(cells):
+        xs, ys, low, high = [], [], [], []
+        for g, group in enumerate(groups):
+            for r in measured:
+                if _comparison(r) == group and (int(r["batch"]), int(r["seq"])) == cell:
+                    value = float(r["speedup"])
+                    xs.append(g - 0.4 + (k + 0.5) * width)
+                    ys.append(value)
+                    low.append(value - float(r.get("speedup_low", value)))
+                    high.append(float(r.get("speedup_high", value)) - value)
+        bars = ax.bar(
+            xs,
+            ys,
+            width,
+            color=colours[k % len(colours)],
+            alpha=0.85,
+            label=f"ours, batch {cell[0]} × seq {cell[1]}",
+            yerr=[low, high],
+            capsize=3,
+        )
+        ax.bar_label(bars, labels=[f"{y:.1f}×" for y in ys], fontsize=7, padding=2)
+    claims = [(g, paper[group]) for g, group in enumerate(groups) if group in paper]
+    if claims:
+        xs = [g - 0.4 + (len(cells) + 0.5) * width for g, _ in claims]
+        ys = [float(v) for _, v in claims]
+        bars = ax.bar(
+            xs, ys, width, color="lightgrey", edgecolor="black", hatch="//", label="paper (claimed)"
+        )
+        ax.bar_label(bars, labels=[f"paper {y:g}×" for y in ys], fontsize=7, padding=2)
+    ax.axhline(1.0, color="grey", ls="--", lw=1, label="no speed-up")
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}×"))
+    ax.set_xticks(range(len(groups)), groups, rotation=15, ha="right")
+    ax.set(
+        ylabel="speed-up (reference latency / model latency)",
+        title="CPU speed-up, ours (measured in one run) vs the paper",
+    )
+    ax.margins(y=0.15)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="y", which="both")
+    fig.tight_layout()
+    return fig
+
+
+def latency_figure(rows: Sequence[dict]) -> Figure:
+    """Median latency per model at each (batch, seq) cell (`ose.bench.benchmark_models` rows),
+    log scale, with the interquartile range as error bars."""
+    if not rows:
+        raise ValueError("rows is empty: nothing to draw")
+    cells = sorted({(int(r["batch"]), int(r["seq"])) for r in rows})
+    position = {cell: k for k, cell in enumerate(cells)}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig, ax = plt.subplots(figsize=(max(6.5, 1.2 * len(cells) + 4), 4.8))
+    for name in models:
+        mine = sorted(
+            (r for r in rows if r["model"] == name), key=lambda r: position[(int(r["batch"]), int(r["seq"]))]
+        )
+        median = np.array([float(r["median_ms"]) for r in mine])
+        if all("q1_ms" in r and "q3_ms" in r for r in mine):
+            low = median - np.array([float(r["q1_ms"]) for r in mine])
+            high = np.array([float(r["q3_ms"]) for r in mine]) - median
+        else:
+            low = high = np.array([float(r["iqr_ms"]) / 2 for r in mine])
+        ax.errorbar(
+            [position[(int(r["batch"]), int(r["seq"]))] for r in mine],
+            median,
+            yerr=[np.minimum(low, median * 0.999), high],
+            marker="o",
+            ls=":",  # the cells are categories; the line only helps the eye follow one model
+            capsize=3,
+            label=name,
+        )
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    low, high = ax.get_ylim()
+    if high / low < 20:  # within about a decade the log axis has no major tick to read: label the minor ones
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}"))
+    else:
+        ax.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(range(len(cells)), [f"{b} × {s}" for b, s in cells])
+    ax.set(
+        xlabel="batch × sequence length",
+        ylabel="median latency (ms), IQR bars",
+        title=f"CPU latency, {rows[0].get('threads', '?')} thread(s)",
+    )
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,152 @@
+"""Knowledge distillation, the alexa/bort recipe in PyTorch.
+
+Loss on masked positions only: α·CE(student, true tokens) + β·T²·KL(teacher_T ‖ student_T), where
+x_T = softmax(logits / T). Defaults α = 0.1, β = 0.5, T = 2. The released MXNet code applies
+softmax twice and averages the KL over the vocabulary; we implement the standard KL (summed over
+the vocabulary, averaged over masked tokens) and say so here.
+
+For the FPTAS's surrogate error the data sample B is fixed, so its masking and the teacher's
+logits at the masked positions are computed once (`fixed_sample`) and shared by every candidate.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ose.arch import Arch, Embedding, build_model
+from ose.mlm import IGNORE, mask_tokens, masked_logits
+from ose.training import linear_schedule
+
+
+@dataclass(frozen=True)
+class KDWeights:
+    alpha: float = 0.1  # weight of the masked-LM cross-entropy against the true tokens
+    beta: float = 0.5  # weight of the distillation term
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if self.alpha < 0 or self.beta < 0 or self.alpha + self.beta == 0:
+            raise ValueError(f"alpha and beta must be >= 0 and not both 0, got {self}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {self.temperature}")
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, w: KDWeights
+) -> torch.Tensor:
+    """α·CE + β·T²·KL(teacher_T ‖ student_T) over masked tokens: logits (N, V), targets (N,)."""
+    ce = F.cross_entropy(student_logits, targets)
+    t = w.temperature
+    kl = F.kl_div(
+        F.log_softmax(student_logits / t, dim=-1),
+        F.log_softmax(teacher_logits.float() / t, dim=-1),
+        log_target=True,
+        reduction="batchmean",
+    )
+    return w.alpha * ce + w.beta * t * t * kl
+
+
+@dataclass
+class FixedSample:
+    """Masked batches with the teacher's logits at their masked positions, computed once."""
+
+    inputs: torch.Tensor  # (n, B, L)
+    labels: torch.Tensor  # (n, B, L), IGNORE where not masked
+    teacher_logits: list[torch.Tensor]  # n tensors (N_k, V), float16
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    def batch(self, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(inputs, labels, teacher logits, targets) of batch k."""
+        labels = self.labels[k]
+        return self.inputs[k], labels, self.teacher_logits[k], labels[labels != IGNORE]
+
+    def to_dict(self) -> dict:
+        return {"inputs": self.inputs, "labels": self.labels, "teacher_logits": self.teacher_logits}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FixedSample:
+        return cls(data["inputs"], data["labels"], data["teacher_logits"])
+
+
+@torch.no_grad()
+def fixed_sample(
+    blocks: torch.Tensor,
+    n_batches: int,
+    batch_size: int,
+    seq_len: int,
+    teacher: nn.Module,
+    tokenizer,
+    seed: int,
+) -> FixedSample:
+    """B: n_batches seeded batches of `seq_len`-token windows, masked once, with teacher logits."""
+    if n_batches * batch_size > len(blocks):
+        raise ValueError(f"asked for {n_batches}×{batch_size} blocks, only {len(blocks)} available")
+    if not 3 <= seq_len <= blocks.shape[1]:
+        raise ValueError(f"seq_len must be in [3, {blocks.shape[1]}], got {seq_len}")
+    generator = torch.Generator().manual_seed(seed)
+    rows = torch.randperm(len(blocks), generator=generator)[: n_batches * batch_size]
+    windows = blocks[rows, :seq_len].clone()  # (n·B, L)
+    windows[:, -1] = tokenizer.sep_token_id
+    specials = sorted(set(tokenizer.all_special_ids))
+    inputs, labels = mask_tokens(
+        windows, tokenizer.mask_token_id, teacher.config.vocab_size, specials, generator
+    )
+    inputs = inputs.view(n_batches, batch_size, seq_len)
+    labels = labels.view(n_batches, batch_size, seq_len)
+    teacher.eval()
+    logits = [masked_logits(teacher, inputs[k], labels[k]).half() for k in range(n_batches)]
+    return FixedSample(inputs, labels, logits)
+
+
+@torch.no_grad()
+def heldout_kd_loss(model: nn.Module, sample: FixedSample, w: KDWeights) -> float:
+    """Mean distillation loss over the batches of a fixed sample."""
+    was_training = model.training
+    model.eval()
+    losses = []
+    for k in range(len(sample)):
+        inputs, labels, teacher_logits, targets = sample.batch(k)
+        losses.append(float(kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, w)))
+    model.train(was_training)
+    return sum(losses) / len(losses)
+
+
+def surrogate_error(
+    arch: Arch,
+    embedding: Embedding,
+    train: FixedSample,
+    heldout: FixedSample,
+    steps: int,
+    lr: float,
+    warmup_steps: int,
+    weights: KDWeights,
+    seed: int,
+) -> dict:
+    """ê(ξ): held-out distillation loss of a freshly initialised ξ after `steps` steps on B.
+
+    Same (ξ, θ, seed) ⇒ same ê: initialisation, batch order and dropout are all seeded.
+    """
+    start = time.perf_counter()
+    model = build_model(arch, embedding, head="mlm", seed=seed).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup_steps, steps))
+    torch.manual_seed(seed)  # dropout
+    train_loss = float("nan")
+    for step in range(steps):
+        inputs, labels, teacher_logits, targets = train.batch(step % len(train))
+        loss = kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, weights)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        train_loss = loss.item()
+    error = heldout_kd_loss(model, heldout, weights)
+    return {"error": error, "train_loss": train_loss, "seconds": time.perf_counter() - start}

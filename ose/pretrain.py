@@ -1,0 +1,195 @@
+"""Stage `pretrain`: knowledge-distillation pretraining of the extracted architecture.
+
+The student (the extracted ξ, freshly initialised, with the teacher's vocabulary) learns masked-LM
+on the corpus against the frozen teacher: at each step a batch of blocks is masked (15%, 80/10/10),
+both models see the same masked input, and the loss α·CE + β·T²·KL is taken at the masked positions
+only (`ose.distill.kd_loss`); teacher and student vocabulary projections are applied there only.
+α = 1, β = 0 gives the MLM-only baseline with the same code path.
+
+One code path for one process and for several: `run(job)` in this process, or
+`torchrun --standalone --nproc_per_node=N -m ose.pretrain JOB.json` (gloo on CPU, NCCL on GPUs),
+where each rank takes its slice of the same global batch and DDP averages the gradients. Checkpoints
+(rank 0) make an interrupted run resume to the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+from ose.arch import Arch, Embedding, build_model
+from ose.atomic import write_text_atomic
+from ose.data import load_blocks
+from ose.distill import KDWeights, kd_loss
+from ose.mlm import IGNORE, MaskedLogits, mask_tokens, masked_logits
+from ose.teacher import fingerprint, heldout_evaluator, save_pretrained
+from ose.training import TrainConfig, train
+
+HISTORY = "history.json"
+
+
+@dataclass(frozen=True)
+class PretrainJob:
+    """A pretraining run in plain values (written to JSON for torchrun workers)."""
+
+    arch: str
+    embedding: dict
+    teacher_dir: str
+    corpus_dir: str
+    out_dir: str  # the student, saved with `save_pretrained`, and history.json
+    checkpoint_dir: str
+    batch_size: int  # global: split over the ranks
+    config: dict  # TrainConfig fields
+    weights: dict  # KDWeights fields; alpha=1, beta=0 is the MLM-only baseline
+    eval_blocks: int
+    threads: int = 0  # 0: leave torch's default
+
+    @property
+    def uses_teacher(self) -> bool:
+        return self.weights["beta"] > 0
+
+
+def kd_step_loss(
+    blocks, batch_size, tokenizer, vocab_size, teacher, weights: KDWeights, rank: int = 0, world: int = 1
+):
+    """loss_fn for `ose.training.train`: this rank's slice of a seeded global batch, masked once."""
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
+    specials = sorted(set(tokenizer.all_special_ids))
+
+    def loss_fn(model: nn.Module, generator: torch.Generator) -> torch.Tensor:
+        rows = torch.randint(len(blocks), (batch_size,), generator=generator)
+        inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
+        inputs, labels = inputs[rank::world], labels[rank::world]  # (B / world, L)
+        student_logits = model(inputs, labels)  # (N, V)
+        targets = labels[labels != IGNORE].to(student_logits.device)
+        if teacher is None:
+            return torch.nn.functional.cross_entropy(student_logits, targets)
+        with torch.no_grad():
+            teacher_logits = masked_logits(teacher, inputs, labels)  # (N, V)
+        return kd_loss(student_logits, teacher_logits, targets, weights)
+
+    return loss_fn
+
+
+def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) -> list[dict]:
+    """Train the student of `job`; rank 0 saves it and its history. Returns the history."""
+    if job.threads:
+        torch.set_num_threads(job.threads)
+    config = TrainConfig(**job.config)
+    weights = KDWeights(**job.weights)
+    tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
+    teacher = AutoModelForMaskedLM.from_pretrained(job.teacher_dir).eval() if job.uses_teacher else None
+    if teacher is not None:
+        teacher.requires_grad_(False)
+    blocks, _ = load_blocks(job.corpus_dir)
+    embedding = Embedding(**job.embedding)
+    student = build_model(Arch.parse(job.arch), embedding, head="mlm", seed=config.seed)
+    device = torch.device(
+        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    )
+    student.to(device)
+    if teacher is not None:
+        teacher.to(device)
+    wrapped: nn.Module = MaskedLogits(student)
+    if world > 1:
+        wrapped = nn.parallel.DistributedDataParallel(wrapped)
+    evaluate = heldout_evaluator(blocks["heldout"][: job.eval_blocks], tokenizer, 32, config.seed)
+    loss_fn = kd_step_loss(
+        blocks["train"], job.batch_size, tokenizer, embedding.vocab_size, teacher, weights, rank, world
+    )
+    run_key = {
+        "blocks": fingerprint(blocks["train"]),
+        "batch_size": job.batch_size,
+        "world": world,
+        "weights": job.weights,
+        "arch": job.arch,
+    }
+    history = train(
+        wrapped, loss_fn, config, job.checkpoint_dir, lambda _: evaluate(student), progress, run_key=run_key
+    )
+    if rank == 0:
+        save_pretrained(student.cpu(), tokenizer, job.out_dir)
+        write_text_atomic(Path(job.out_dir) / HISTORY, json.dumps(history, indent=1) + "\n")
+    return history
+
+
+def write_job(job: PretrainJob, path: str | Path) -> Path:
+    write_text_atomic(path, json.dumps(asdict(job), indent=2) + "\n")
+    return Path(path)
+
+
+def launch(job: PretrainJob, nproc: int = 1, progress: bool = True) -> list[dict]:
+    """Run `job` in this process (nproc = 1) or under torchrun with `nproc` workers."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, got {nproc}")
+    if nproc == 1:
+        return run(job, progress=progress)
+    job_path = write_job(job, Path(job.checkpoint_dir) / "job.json")
+    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads or 1)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ose.pretrain",
+        str(job_path),
+    ]
+    subprocess.run(command, check=True, env=env)
+    return json.loads((Path(job.out_dir) / HISTORY).read_text())
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: torchrun --standalone --nproc_per_node=N -m ose.pretrain JOB.json", file=sys.stderr)
+        return 2
+    job = PretrainJob(**json.loads(Path(argv[0]).read_text()))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        run(job, rank, world)
+    finally:
+        if world > 1:
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+def check_loads(directory: str | Path) -> Arch:
+    """The saved student loads with `AutoModel` and `AutoModelForMaskedLM` (and its tokenizer)."""
+    from transformers import AutoModel
+
+    from ose.arch import from_bert_config
+
+    AutoTokenizer.from_pretrained(directory)
+    encoder = AutoModel.from_pretrained(directory)
+    masked_lm = AutoModelForMaskedLM.from_pretrained(directory)
+    arch, _ = from_bert_config(masked_lm.config)
+    if from_bert_config(encoder.config)[0] != arch:
+        raise ValueError(f"{directory}: AutoModel and AutoModelForMaskedLM disagree on the architecture")
+    return arch
+
+
+def final_evaluation(history: list[dict]) -> dict:
+    """The last held-out evaluation of a training history."""
+    evaluations = [h for h in history if "masked_acc" in h]
+    if not evaluations:
+        raise ValueError("the history holds no held-out evaluation")
+    return evaluations[-1]

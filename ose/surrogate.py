@@ -1,0 +1,190 @@
+"""The table of surrogate errors ê(ξ, θ) over a space, in one process or several (torchrun, gloo).
+
+Each (ξ, θ) is one short distillation run (`ose.distill.surrogate_error`). Work is dealt out round
+robin: rank r of w takes pairs r, r+w, r+2w, … Each rank saves its rows to its own shard after every
+pair, so an interrupted run resumes where it stopped (rows of other settings are ignored), and
+at the end rank 0 gathers every rank's rows with `gather_object` and writes the merged table.
+
+    python -m ose.surrogate JOB.json                                     # one process
+    torchrun --standalone --nproc_per_node=2 -m ose.surrogate JOB.json   # two (gloo on CPU)
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm.auto import tqdm
+
+from ose.arch import Arch, Embedding
+from ose.atomic import atomic_path, write_text_atomic
+from ose.distill import FixedSample, KDWeights, surrogate_error
+
+COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
+
+
+@dataclass(frozen=True)
+class SurrogateJob:
+    """Everything a worker needs, as plain values (written to JSON for torchrun workers)."""
+
+    archs: list[str]
+    thetas: list[dict]  # each {"name": str, "lr": float, "warmup_steps": int}
+    sample_path: str  # torch.save of {"train": FixedSample dict, "heldout": FixedSample dict}
+    embedding: dict
+    steps: int
+    weights: dict
+    seed: int
+    shard_dir: str
+    threads: int = 1
+
+    def settings_key(self) -> str:
+        """Identifies the settings a row was computed with (not which ξ are asked for)."""
+        settings = {k: v for k, v in asdict(self).items() if k not in ("archs", "shard_dir", "threads")}
+        settings["sample"] = _file_digest(self.sample_path)
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    def pairs(self) -> list[tuple[str, dict]]:
+        return [(a, t) for a in self.archs for t in self.thetas]
+
+
+def _file_digest(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def read_shards(
+    shard_dir: str | Path, settings: str, pattern: str = "rank*.csv"
+) -> dict[tuple[str, str], dict]:
+    """Rows already computed with these settings, by (arch, theta name)."""
+    rows = {}
+    for shard in sorted(Path(shard_dir).glob(pattern)):
+        with shard.open(newline="") as f:
+            for row in csv.DictReader(f):
+                if row["settings"] == settings:
+                    rows[(row["arch"], row["theta"])] = {
+                        **row,
+                        **{k: float(row[k]) for k in ("error", "train_loss", "seconds")},
+                    }
+    return rows
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool = True) -> list[dict]:
+    """Compute this rank's share of the table, resuming from the shards; return its rows."""
+    torch.set_num_threads(job.threads)
+    settings = job.settings_key()
+    done = read_shards(job.shard_dir, settings)
+    mine = job.pairs()[rank::world]
+    rows = [done[(a, t["name"])] for a, t in mine if (a, t["name"]) in done]
+    todo = [(a, t) for a, t in mine if (a, t["name"]) not in done]
+    shard = Path(job.shard_dir) / f"rank{rank}.csv"
+    keep = list(read_shards(job.shard_dir, settings, shard.name).values())  # rewritten after each pair
+    if todo:
+        sample = torch.load(job.sample_path, weights_only=False)
+        train, heldout = FixedSample.from_dict(sample["train"]), FixedSample.from_dict(sample["heldout"])
+        embedding, weights = Embedding(**job.embedding), KDWeights(**job.weights)
+        for arch, theta in tqdm(todo, desc=f"surrogate error (rank {rank})", disable=not progress or rank):
+            result = surrogate_error(
+                Arch.parse(arch),
+                embedding,
+                train,
+                heldout,
+                job.steps,
+                theta["lr"],
+                theta["warmup_steps"],
+                weights,
+                job.seed,
+            )
+            row = {"arch": arch, "theta": theta["name"], **result, "rank": str(rank), "settings": settings}
+            rows.append(row)
+            keep.append(row)
+            _write_rows(shard, keep)
+    return rows
+
+
+def merge(job: SurrogateJob, rows: list[dict]) -> list[dict]:
+    """The table in the job's (ξ, θ) order; fails if a pair is missing."""
+    by_key = {(r["arch"], r["theta"]): r for r in rows}
+    missing = [(a, t["name"]) for a, t in job.pairs() if (a, t["name"]) not in by_key]
+    if missing:
+        raise RuntimeError(f"{len(missing)} (arch, theta) pairs were not evaluated, e.g. {missing[:3]}")
+    return [by_key[(a, t["name"])] for a, t in job.pairs()]
+
+
+def write_job(job: SurrogateJob, path: str | Path) -> Path:
+    write_text_atomic(path, json.dumps(asdict(job), indent=2) + "\n")
+    return Path(path)
+
+
+def read_job(path: str | Path) -> SurrogateJob:
+    return SurrogateJob(**json.loads(Path(path).read_text()))
+
+
+def evaluate_table(job: SurrogateJob, nproc: int = 1, progress: bool = True) -> list[dict]:
+    """ê for every (ξ, θ) of the job: in this process, or with `nproc` torchrun workers (gloo)."""
+    if nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, got {nproc}")
+    Path(job.shard_dir).mkdir(parents=True, exist_ok=True)
+    if nproc == 1:
+        return merge(job, run_worker(job, progress=progress))
+    job_path = write_job(job, Path(job.shard_dir) / "job.json")
+    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads)}
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        "ose.surrogate",
+        str(job_path),
+    ]
+    subprocess.run(command, check=True, env=env)
+    table = Path(job.shard_dir) / "table.csv"
+    with table.open(newline="") as f:
+        rows = [
+            {**r, **{k: float(r[k]) for k in ("error", "train_loss", "seconds")}} for r in csv.DictReader(f)
+        ]
+    return merge(job, rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: python -m ose.surrogate JOB.json (or under torchrun)", file=sys.stderr)
+        return 2
+    job = read_job(argv[0])
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    if world > 1:
+        dist.init_process_group("gloo")
+    rows = run_worker(job, rank, world)
+    if world > 1:
+        gathered = [None] * world if rank == 0 else None
+        dist.gather_object(rows, gathered, dst=0)
+        rows = [row for part in gathered for row in part] if rank == 0 else []
+        dist.destroy_process_group()
+    if rank == 0:
+        _write_rows(Path(job.shard_dir) / "table.csv", merge(job, rows))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

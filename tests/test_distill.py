@@ -1,0 +1,132 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ose import surrogate
+from ose.arch import Arch, Embedding, build_model
+from ose.distill import FixedSample, KDWeights, fixed_sample, heldout_kd_loss, kd_loss, surrogate_error
+from ose.mlm import IGNORE, masked_logits
+from ose.surrogate import SurrogateJob, evaluate_table, read_shards
+
+EMB = Embedding(vocab_size=99, max_positions=19, type_vocab_size=2)
+
+
+class ToyTokenizer:
+    pad_token_id, cls_token_id, sep_token_id, mask_token_id = 0, 1, 2, 3
+    all_special_ids = [0, 1, 2, 3]
+
+
+def toy_blocks(n=29, length=13, seed=0):
+    ids = torch.randint(4, 99, (n, length), generator=torch.Generator().manual_seed(seed))
+    ids[:, 0], ids[:, -1] = 1, 2
+    return ids
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return build_model(Arch(2, 4, 36, 37), EMB, head="mlm", seed=1).eval()
+
+
+def test_kd_loss_parts():
+    g = torch.Generator().manual_seed(0)
+    student, teacher_logits = torch.randn(7, 11, generator=g), torch.randn(7, 11, generator=g)
+    targets = torch.randint(11, (7,), generator=g)
+    only_ce = kd_loss(student, teacher_logits, targets, KDWeights(alpha=1.0, beta=0.0))
+    torch.testing.assert_close(only_ce, F.cross_entropy(student, targets))
+    t = 2.0
+    p_teacher = torch.softmax(teacher_logits / t, -1)
+    kl = (p_teacher * (p_teacher.log() - torch.log_softmax(student / t, -1))).sum(-1).mean()
+    only_kd = kd_loss(student, teacher_logits, targets, KDWeights(alpha=0.0, beta=0.5, temperature=t))
+    torch.testing.assert_close(only_kd, 0.5 * t * t * kl)
+    same = kd_loss(student, student, targets, KDWeights(alpha=0.0, beta=1.0))
+    assert abs(float(same)) < 1e-6
+
+
+def test_kd_weights_are_validated():
+    with pytest.raises(ValueError, match="temperature"):
+        KDWeights(temperature=0)
+    with pytest.raises(ValueError, match="not both 0"):
+        KDWeights(alpha=0, beta=0)
+
+
+def test_fixed_sample_holds_the_teachers_logits(teacher):
+    sample = fixed_sample(toy_blocks(), 3, 5, 9, teacher, ToyTokenizer(), seed=0)
+    assert sample.inputs.shape == (3, 5, 9) and len(sample) == 3
+    inputs, labels, logits, targets = sample.batch(1)
+    assert logits.dtype == torch.float16 and logits.shape == (len(targets), 99)
+    torch.testing.assert_close(logits.float(), masked_logits(teacher, inputs, labels), atol=1e-2, rtol=1e-2)
+    assert (labels != IGNORE).sum() == len(targets)
+    again = fixed_sample(toy_blocks(), 3, 5, 9, teacher, ToyTokenizer(), seed=0)
+    assert torch.equal(again.inputs, sample.inputs)
+    with pytest.raises(ValueError, match="only 29 available"):
+        fixed_sample(toy_blocks(), 6, 5, 9, teacher, ToyTokenizer(), seed=0)
+
+
+def test_surrogate_error_is_deterministic_and_learns(teacher):
+    train = fixed_sample(toy_blocks(), 4, 5, 9, teacher, ToyTokenizer(), seed=0)
+    heldout = fixed_sample(toy_blocks(seed=1), 2, 5, 9, teacher, ToyTokenizer(), seed=1)
+    w = KDWeights()
+    args = (Arch(1, 2, 16, 23), EMB, train, heldout)
+    a = surrogate_error(*args, steps=6, lr=3e-3, warmup_steps=1, weights=w, seed=0)
+    b = surrogate_error(*args, steps=6, lr=3e-3, warmup_steps=1, weights=w, seed=0)
+    assert a["error"] == b["error"] and math.isfinite(a["error"])
+    # On the sample it trains on, a few steps must lower the distillation loss.
+    fitted = surrogate_error(
+        Arch(1, 2, 16, 23), EMB, train, train, steps=12, lr=1e-2, warmup_steps=1, weights=w, seed=0
+    )
+    untrained = heldout_kd_loss(build_model(Arch(1, 2, 16, 23), EMB, head="mlm", seed=0), train, w)
+    assert fitted["error"] < 0.95 * untrained
+
+
+def make_job(tmp_path, teacher, archs=("D1-A2-H16-I23", "D2-A4-H16-I9", "D1-A3-H15-I7")):
+    train = fixed_sample(toy_blocks(), 3, 4, 9, teacher, ToyTokenizer(), seed=0)
+    heldout = fixed_sample(toy_blocks(seed=1), 1, 4, 9, teacher, ToyTokenizer(), seed=1)
+    torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, tmp_path / "sample.pt")
+    return SurrogateJob(
+        archs=list(archs),
+        thetas=[
+            {"name": "slow", "lr": 1e-3, "warmup_steps": 0},
+            {"name": "fast", "lr": 5e-3, "warmup_steps": 1},
+        ],
+        sample_path=str(tmp_path / "sample.pt"),
+        embedding={"vocab_size": 99, "max_positions": 19, "type_vocab_size": 2},
+        steps=3,
+        weights={"alpha": 0.1, "beta": 0.5, "temperature": 2.0},
+        seed=0,
+        shard_dir=str(tmp_path / "shards"),
+    )
+
+
+def test_table_resumes_and_ignores_other_settings(tmp_path, teacher, monkeypatch):
+    job = make_job(tmp_path, teacher)
+    rows = evaluate_table(job, nproc=1, progress=False)
+    assert [(r["arch"], r["theta"]) for r in rows] == [(a, t["name"]) for a in job.archs for t in job.thetas]
+    assert (
+        FixedSample.from_dict(torch.load(job.sample_path, weights_only=False)["train"]).inputs.shape[0] == 3
+    )
+
+    calls = []
+    real = surrogate.surrogate_error
+    monkeypatch.setattr(surrogate, "surrogate_error", lambda *a, **k: calls.append(a[0]) or real(*a, **k))
+    again = evaluate_table(job, nproc=1, progress=False)
+    assert calls == [] and [r["error"] for r in again] == [r["error"] for r in rows]
+    more = SurrogateJob(**{**job.__dict__, "archs": [*job.archs, "D1-A1-H8-I5"]})
+    evaluate_table(more, nproc=1, progress=False)
+    assert [a.name for a in calls] == ["D1-A1-H8-I5", "D1-A1-H8-I5"]  # one per θ
+    other = SurrogateJob(**{**job.__dict__, "steps": 2})
+    assert read_shards(other.shard_dir, other.settings_key()) == {}
+
+
+@pytest.mark.slow
+def test_two_torchrun_workers_give_the_same_table(tmp_path, teacher):
+    job = make_job(tmp_path, teacher)
+    alone = evaluate_table(job, nproc=1, progress=False)
+    (tmp_path / "two").mkdir()
+    job2 = SurrogateJob(**{**job.__dict__, "shard_dir": str(tmp_path / "two")})
+    together = evaluate_table(job2, nproc=2, progress=False)
+    assert {r["rank"] for r in together} == {"0", "1"}
+    for a, b in zip(alone, together, strict=True):
+        assert (a["arch"], a["theta"]) == (b["arch"], b["theta"])
+        assert a["error"] == pytest.approx(b["error"], rel=1e-6)

@@ -1,0 +1,116 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, replace
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer
+
+from ose.arch import Arch, Embedding, build_model
+from ose.data import save_blocks
+from ose.pretrain import HISTORY, PretrainJob, check_loads, final_evaluation, kd_step_loss, launch, write_job
+from ose.teacher import save_pretrained
+from ose.training import CHECKPOINT
+
+EMB = Embedding(vocab_size=30522, max_positions=24, type_vocab_size=2)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory, minilm_path):
+    root = tmp_path_factory.mktemp("pretrain")
+    tokenizer = AutoTokenizer.from_pretrained(minilm_path)
+    teacher = build_model(Arch(2, 4, 16, 23), EMB, head="mlm", seed=0)
+    save_pretrained(teacher, tokenizer, root / "teacher")
+    ids = torch.randint(1000, 30522, (41, 13), generator=torch.Generator().manual_seed(0))
+    ids[:, 0], ids[:, -1] = tokenizer.cls_token_id, tokenizer.sep_token_id
+    save_blocks(root / "corpus", {"train": ids[:33], "heldout": ids[33:]}, {"source": "random ids"})
+    return root
+
+
+def make_job(root, name, steps=6, beta=0.5):
+    return PretrainJob(
+        arch="D1-A3-H15-I7",
+        embedding=asdict(EMB),
+        teacher_dir=str(root / "teacher"),
+        corpus_dir=str(root / "corpus"),
+        out_dir=str(root / name / "student"),
+        checkpoint_dir=str(root / name / "checkpoints"),
+        batch_size=4,
+        config={
+            "steps": steps,
+            "lr": 2e-3,
+            "warmup_steps": 1,
+            "seed": 5,
+            "checkpoint_every": 2,
+            "eval_every": 3,
+        },
+        weights={"alpha": 0.1, "beta": beta, "temperature": 2.0},
+        eval_blocks=8,
+        threads=1,
+    )
+
+
+def weights(job):
+    return load_file(os.path.join(job.out_dir, "model.safetensors"))
+
+
+def test_pretraining_saves_a_loadable_student(workdir):
+    job = make_job(workdir, "plain")
+    history = launch(job, progress=False)
+    assert check_loads(job.out_dir) == Arch(1, 3, 15, 7)
+    assert [h["step"] for h in history if "masked_acc" in h] == [3, 6]
+    assert final_evaluation(history)["masked_tokens"] > 0
+    assert json.loads((workdir / "plain" / "student" / HISTORY).read_text()) == history
+
+
+def test_mlm_only_baseline_needs_no_teacher(workdir):
+    job = make_job(workdir, "mlm_only", beta=0.0)
+    assert not job.uses_teacher
+    history = launch(job, progress=False)
+    assert all(h["loss"] > 0 for h in history if "loss" in h)
+
+
+def test_batch_must_split_over_processes():
+    with pytest.raises(ValueError, match="divisible by the number of processes 3"):
+        kd_step_loss(torch.zeros(4, 5, dtype=torch.long), 4, None, 10, None, None, rank=0, world=3)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_student(workdir):
+    straight = make_job(workdir, "straight", steps=40)
+    launch(straight, progress=False)
+
+    killed = make_job(workdir, "killed", steps=40)
+    job_path = write_job(killed, workdir / "killed.json")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ose.pretrain", str(job_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    checkpoint = workdir / "killed" / "checkpoints" / CHECKPOINT
+    deadline = time.monotonic() + 120
+    while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    step = torch.load(checkpoint, weights_only=False)["step"]
+    assert step < 40, "the run must have been interrupted"
+    assert not (workdir / "killed" / "student").exists()
+    launch(killed, progress=False)  # resumes from the checkpoint
+    a, b = weights(straight), weights(killed)
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+@pytest.mark.slow
+def test_two_processes_train_with_ddp(workdir):
+    job = replace(make_job(workdir, "ddp", steps=4), threads=1)
+    history = launch(job, nproc=2, progress=False)
+    assert check_loads(job.out_dir) == Arch(1, 3, 15, 7)
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
