@@ -8,6 +8,7 @@ and as `extracted.json`, the stable name later stages read.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -22,6 +23,7 @@ from ose.cost_model import CostModel
 from ose.costs import op_count, param_count
 from ose.distill import fixed_sample
 from ose.fptas import Choice, Point, space_points
+from ose.teacher import fingerprint
 
 EXTRACTED = "extracted.json"
 
@@ -49,13 +51,19 @@ def write_sample(
     heldout_batches: int,
     seed: int,
     path: str | Path,
-) -> Path:
-    """B (one batch per training step) and the held-out batches, with teacher logits, saved once."""
+) -> str:
+    """B (one batch per training step) and the held-out batches, with teacher logits, saved once.
+
+    Returns a key of the sample's content: its masked tokens and the teacher's weights. (The file's
+    bytes are no key: the teacher's logits may differ in the last bits from run to run.)
+    """
     train = fixed_sample(blocks["train"], steps, batch_size, seq_len, teacher, tokenizer, seed)
     heldout = fixed_sample(blocks["heldout"], heldout_batches, batch_size, seq_len, teacher, tokenizer, seed)
     with atomic_path(path) as tmp:
         torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, tmp)
-    return Path(path)
+    parts = [fingerprint(t) for t in (train.inputs, train.labels, heldout.inputs, heldout.labels)]
+    parts += [fingerprint(p.detach()) for p in teacher.parameters()]
+    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
 
 
 def describe(choice: Choice, embedding: Embedding, cost_model: CostModel, source: Arch) -> dict:

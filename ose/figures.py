@@ -472,3 +472,23 @@ def latency_figure(rows: Sequence[dict]) -> Figure:
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     return fig
+
+
+def finetune_scores(result: dict) -> Figure:
+    """Test score of the source, the plain student and the student with Agora, one dot per seed."""
+    labels = {"source": "source", "student_plain": "student\n(plain)", "student_agora": "student\n(Agora)"}
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for x, key in enumerate(labels):
+        scores = result[key]["scores"]
+        ax.bar(x, result[key]["mean"], color=f"C{x}", alpha=0.45, yerr=result[key]["std"], capsize=6)
+        ax.scatter([x] * len(scores), scores, color=f"C{x}", zorder=3, s=22)
+    ax.set_xticks(range(len(labels)), list(labels.values()))
+    ax.set(
+        ylabel=f"test {result['metric']}",
+        title=f"{result['task']}: mean ± std over {len(result['source']['scores'])} seeds",
+    )
+    low = min(min(result[k]["scores"]) for k in labels)
+    ax.set_ylim(max(0.0, low - 0.1), None)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

@@ -165,10 +165,10 @@ class Data:
 
 
 @dataclass(frozen=True)
-class Teacher:
-    """Stage `teacher`: masked-LM adaptation of the source (its checkpoint has no MLM head)."""
+class MaskedLMTraining:
+    """What the teacher's adaptation and the student's pretraining share: a masked-LM training run."""
 
-    steps: int  # 0 for a source whose masked-LM head is already trained (RoBERTa-large)
+    steps: int
     batch_size: int
     lr: float
     warmup_steps: int
@@ -178,9 +178,11 @@ class Teacher:
     eval_every: int
     checkpoint_every: int
 
+    min_steps = 1  # a class constant, not a parameter
+
     def validate(self, path: str) -> None:
-        if self.steps < 0:
-            _fail(f"{path}.steps", f"must be >= 0 (0: use the source's own head), got {self.steps}")
+        if self.steps < self.min_steps:
+            _fail(f"{path}.steps", f"must be >= {self.min_steps}, got {self.steps}")
         for name in ("batch_size", "eval_blocks", "checkpoint_every"):
             if getattr(self, name) < 1:
                 _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
@@ -191,6 +193,16 @@ class Teacher:
             _fail(f"{path}.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
         if self.eval_every < 0:
             _fail(f"{path}.eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
+
+
+@dataclass(frozen=True)
+class Teacher(MaskedLMTraining):
+    """Stage `teacher`: masked-LM adaptation of the source (its checkpoint has no MLM head).
+
+    steps: 0 uses the source as it is, for a source whose masked-LM head is trained (RoBERTa-large).
+    """
+
+    min_steps = 0
 
 
 @dataclass(frozen=True)
@@ -259,36 +271,117 @@ class Extract:
 
 
 @dataclass(frozen=True)
-class Pretrain:
-    """Stage `pretrain`: distillation pretraining of the extracted ξ, and an MLM-only baseline."""
+class Pretrain(MaskedLMTraining):
+    """Stage `pretrain`: distillation pretraining of the extracted ξ, and an MLM-only baseline.
 
-    steps: int
-    batch_size: int  # global batch, split over nproc processes
-    lr: float
-    warmup_steps: int
-    weight_decay: float
-    max_grad_norm: float
-    eval_blocks: int
-    eval_every: int
-    checkpoint_every: int
-    nproc: int  # processes (torchrun); on GPUs one per device
+    batch_size is the global batch, split over `nproc` processes (torchrun; on GPUs one per device).
+    """
+
+    nproc: int
 
     def validate(self, path: str) -> None:
-        for name in ("steps", "batch_size", "eval_blocks", "checkpoint_every", "nproc"):
-            if getattr(self, name) < 1:
-                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        super().validate(path)
+        if self.nproc < 1:
+            _fail(f"{path}.nproc", f"must be a positive integer, got {self.nproc}")
         if self.batch_size % self.nproc:
             _fail(
                 f"{path}.batch_size",
                 f"must be divisible by {path}.nproc ({self.nproc}), got {self.batch_size}",
             )
-        _in_range(f"{path}.warmup_steps", self.warmup_steps, 0, self.steps)
-        _in_range(f"{path}.lr", self.lr, 0, 1, low_open=True)
-        _in_range(f"{path}.weight_decay", self.weight_decay, 0, 1)
-        if self.max_grad_norm <= 0:
-            _fail(f"{path}.max_grad_norm", f"must be positive, got {self.max_grad_norm}")
-        if self.eval_every < 0:
-            _fail(f"{path}.eval_every", f"must be >= 0 (0: only at the end), got {self.eval_every}")
+
+
+@dataclass(frozen=True)
+class FineTuneTheta:
+    """One hyperparameter set θ ∈ Θ of Agora's student fine-tuning."""
+
+    name: str
+    lr: float
+    epochs: int
+
+
+@dataclass(frozen=True)
+class Generator:
+    """Agora's generator g: nearest-neighbour token substitution in the teacher's input embeddings."""
+
+    k: int  # neighbours to choose from
+    fraction: float  # of the replaceable tokens of a text
+    n_new: int  # new points per dev mistake
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Stage `finetune` (one DVC stage per task): source vs student plain vs student with Agora."""
+
+    tasks: list[str]
+    seeds: list[int]
+    max_train_examples: int | None  # a seeded sample of each task's train split; null: all
+    max_len: int
+    batch_size: int
+    warmup_fraction: float
+    dropout: float
+    source_lr: float
+    source_epochs: int
+    thetas: list[FineTuneTheta]
+    replay: int
+    generator: Generator
+
+    def validate(self, path: str) -> None:
+        if not self.tasks:
+            _fail(f"{path}.tasks", "name at least one task of data.tasks or data.glue_tasks")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            _fail(f"{path}.seeds", f"must be distinct seeds, at least one, got {self.seeds}")
+        if self.max_train_examples is not None and self.max_train_examples < 10:
+            _fail(f"{path}.max_train_examples", f"must be null or at least 10, got {self.max_train_examples}")
+        _in_range(f"{path}.max_len", self.max_len, 8, 512)
+        for name in ("batch_size", "source_epochs"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        _in_range(f"{path}.warmup_fraction", self.warmup_fraction, 0, 1)
+        _in_range(f"{path}.dropout", self.dropout, 0, 1, high_open=True)
+        _in_range(f"{path}.source_lr", self.source_lr, 0, 1, low_open=True)
+        if not self.thetas:
+            _fail(f"{path}.thetas", "Θ must hold at least one hyperparameter set")
+        names = [t.name for t in self.thetas]
+        if len(set(names)) != len(names):
+            _fail(f"{path}.thetas", f"names must be distinct, got {names}")
+        for k, theta in enumerate(self.thetas):
+            _in_range(f"{path}.thetas[{k}].lr", theta.lr, 0, 1, low_open=True)
+            if theta.epochs < 1:
+                _fail(f"{path}.thetas[{k}].epochs", f"must be a positive integer, got {theta.epochs}")
+        if self.replay < 0:
+            _fail(f"{path}.replay", f"must be >= 0, got {self.replay}")
+        g = self.generator
+        if g.k < 1 or g.n_new < 1:
+            _fail(f"{path}.generator", f"k and n_new must be positive, got k={g.k}, n_new={g.n_new}")
+        _in_range(f"{path}.generator.fraction", g.fraction, 0, 1, low_open=True)
+
+
+PRESET_NAMES = ("bert-large", "bert-base", "bort-released", "bort-paper", "all-MiniLM-L6-v2", "roberta-large")
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Stage `benchmark`: CPU latency of the presets, the source and the student, in one run."""
+
+    presets: list[str]  # random-weight networks of these shapes (ose.arch.PRESETS)
+    batch_sizes: list[int]
+    seq_lens: list[int]
+    threads: int
+    warmup: int
+    repeats: int
+    onnx: bool  # also the student exported to ONNX Runtime, plain and int8
+
+    def validate(self, path: str) -> None:
+        _subset(f"{path}.presets", self.presets, PRESET_NAMES)
+        _positive_ints(f"{path}.batch_sizes", self.batch_sizes)
+        _positive_ints(f"{path}.seq_lens", self.seq_lens)
+        for k, seq in enumerate(self.seq_lens):
+            _in_range(f"{path}.seq_lens[{k}]", seq, 1, 512)
+        for name in ("threads", "repeats"):
+            if getattr(self, name) < 1:
+                _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")
+        if self.warmup < 0:
+            _fail(f"{path}.warmup", f"must be >= 0, got {self.warmup}")
 
 
 @dataclass(frozen=True)
@@ -303,6 +396,8 @@ class Params:
     distill: Distill
     extract: Extract
     pretrain: Pretrain
+    finetune: FineTune
+    benchmark: Benchmark
 
     def validate(self, path: str) -> None:
         if self.seed < 0:
@@ -326,6 +421,13 @@ class Params:
         for where, eps in epsilons:
             if eps > size:
                 _fail(where, f"must be <= the size of spaces.{self.extract.space} ({size}), got {eps}")
+        known = set(self.data.tasks) | set(self.data.glue_tasks)
+        for k, task in enumerate(self.finetune.tasks):
+            if task not in known:
+                _fail(
+                    f"finetune.tasks[{k}]",
+                    f"{task!r} is not prepared by stage data; allowed: {sorted(known)}",
+                )
         if self.data.block_size < self.extract.seq_len:
             _fail("extract.seq_len", f"must be <= data.block_size ({self.data.block_size})")
 

@@ -16,13 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
@@ -30,6 +28,7 @@ from ose.arch import Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
+from ose.distributed import process_group, torchrun
 from ose.mlm import IGNORE, MaskedLogits, mask_tokens, masked_logits
 from ose.teacher import fingerprint, heldout_evaluator, save_pretrained
 from ose.training import TrainConfig, train
@@ -134,19 +133,7 @@ def launch(job: PretrainJob, nproc: int = 1, progress: bool = True) -> list[dict
         raise ValueError(f"nproc must be a positive integer, got {nproc}")
     if nproc == 1:
         return run(job, progress=progress)
-    job_path = write_job(job, Path(job.checkpoint_dir) / "job.json")
-    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads or 1)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "ose.pretrain",
-        str(job_path),
-    ]
-    subprocess.run(command, check=True, env=env)
+    torchrun("ose.pretrain", write_job(job, Path(job.checkpoint_dir) / "job.json"), nproc, job.threads or 1)
     return json.loads((Path(job.out_dir) / HISTORY).read_text())
 
 
@@ -156,20 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: torchrun --standalone --nproc_per_node=N -m ose.pretrain JOB.json", file=sys.stderr)
         return 2
     job = PretrainJob(**json.loads(Path(argv[0]).read_text()))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    try:
+    with process_group() as (rank, world):
         run(job, rank, world)
-    finally:
-        if world > 1:
-            dist.destroy_process_group()
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
 
 
 def check_loads(directory: str | Path) -> Arch:
@@ -193,3 +169,7 @@ def final_evaluation(history: list[dict]) -> dict:
     if not evaluations:
         raise ValueError("the history holds no held-out evaluation")
     return evaluations[-1]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

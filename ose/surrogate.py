@@ -14,8 +14,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from tqdm.auto import tqdm
 from ose.arch import Arch, Embedding
 from ose.atomic import atomic_path, write_text_atomic
 from ose.distill import FixedSample, KDWeights, surrogate_error
+from ose.distributed import process_group, torchrun
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
 
@@ -44,11 +43,13 @@ class SurrogateJob:
     seed: int
     shard_dir: str
     threads: int = 1
+    sample_key: str = ""  # identifies the sample's content (masked tokens, teacher); "" hashes the file
 
     def settings_key(self) -> str:
-        """Identifies the settings a row was computed with (not which ξ are asked for)."""
-        settings = {k: v for k, v in asdict(self).items() if k not in ("archs", "shard_dir", "threads")}
-        settings["sample"] = _file_digest(self.sample_path)
+        """Identifies the settings a row was computed with (not which ξ are asked for, nor where)."""
+        ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key")
+        settings = {k: v for k, v in asdict(self).items() if k not in ignored}
+        settings["sample"] = self.sample_key or _file_digest(self.sample_path)
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def pairs(self) -> list[tuple[str, dict]]:
@@ -144,19 +145,7 @@ def evaluate_table(job: SurrogateJob, nproc: int = 1, progress: bool = True) -> 
     Path(job.shard_dir).mkdir(parents=True, exist_ok=True)
     if nproc == 1:
         return merge(job, run_worker(job, progress=progress))
-    job_path = write_job(job, Path(job.shard_dir) / "job.json")
-    env = {**os.environ, "OMP_NUM_THREADS": str(job.threads)}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        f"--nproc_per_node={nproc}",
-        "-m",
-        "ose.surrogate",
-        str(job_path),
-    ]
-    subprocess.run(command, check=True, env=env)
+    torchrun("ose.surrogate", write_job(job, Path(job.shard_dir) / "job.json"), nproc, job.threads)
     table = Path(job.shard_dir) / "table.csv"
     with table.open(newline="") as f:
         rows = [
@@ -171,16 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m ose.surrogate JOB.json (or under torchrun)", file=sys.stderr)
         return 2
     job = read_job(argv[0])
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    if world > 1:
-        dist.init_process_group("gloo")
-    rows = run_worker(job, rank, world)
-    if world > 1:
-        gathered = [None] * world if rank == 0 else None
-        dist.gather_object(rows, gathered, dst=0)
-        rows = [row for part in gathered for row in part] if rank == 0 else []
-        dist.destroy_process_group()
+    with process_group() as (rank, world):
+        rows = run_worker(job, rank, world)
+        if world > 1:
+            gathered = [None] * world if rank == 0 else None
+            dist.gather_object(rows, gathered, dst=0)
+            rows = [row for part in gathered for row in part] if rank == 0 else []
     if rank == 0:
         _write_rows(Path(job.shard_dir) / "table.csv", merge(job, rows))
     return 0

@@ -48,6 +48,7 @@ def papermill_stages():
     """(stage name, notebook path, -p names, tracked params) for every papermill stage."""
     out = []
     for name, stage in DVC["stages"].items():
+        stage = stage.get("do", stage)  # a foreach stage: one stage per item
         tokens = shlex.split(expand(stage["cmd"]))
         assert "papermill" in tokens, f"stage {name} does not run papermill"
         notebook = next(t for t in tokens if t.startswith("notebooks/") and t.endswith(".ipynb"))
@@ -94,9 +95,11 @@ def test_dvc_stage_matches_its_notebook(stage):
     read -= {"profile"}  # the profile name labels outputs; it changes no result
     assert {key.split(".")[0] for key in tracked} == read, f"{name}: tracked {tracked}, reads {read}"
     assert notebook in spec["deps"], f"{name}: does not depend on its notebook"
-    rendered = f"reports/notebooks/{notebook.split('/')[-1]}"
+    stem = notebook.split("/")[-1].removesuffix(".ipynb")
     outs = [next(iter(o)) if isinstance(o, dict) else o for o in spec.get("outs", [])]
-    assert rendered in outs, f"{name}: rendered notebook is not an output"
+    rendered = [o for o in outs if o.startswith(f"reports/notebooks/{stem}") and o.endswith(".ipynb")]
+    assert len(rendered) == 1, f"{name}: the rendered notebook must be an output"
+    assert rendered[0] in shlex.split(expand(spec["cmd"])), f"{name}: renders somewhere else"
     assert shlex.split(expand(spec["cmd"]))[:3] == list(OFFLINE), f"{name}: must run offline"
 
 
@@ -107,7 +110,7 @@ def test_every_notebook_is_a_stage():
 
 def test_rendered_notebooks_are_never_a_dependency():
     for name, stage in DVC["stages"].items():
-        for dep in stage.get("deps", []):
+        for dep in stage.get("do", stage).get("deps", []):
             assert not dep.startswith("reports/"), f"stage {name} depends on a report: {dep}"
 
 

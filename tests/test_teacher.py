@@ -59,12 +59,20 @@ def test_adapting_the_source_improves_held_out_masked_lm(minilm_path):
     assert check_architecture(model, "D6-A12-H384-I1536").hidden == 384
     text = "the film is a quiet and moving story about a family . " * 40
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    blocks = torch.tensor([[tokenizer.cls_token_id, *ids[k : k + 14], tokenizer.sep_token_id]
-                           for k in range(0, 14 * 12, 14)])  # (12, 16)
+    blocks = torch.tensor(
+        [[tokenizer.cls_token_id, *ids[k : k + 14], tokenizer.sep_token_id] for k in range(0, 14 * 12, 14)]
+    )  # (12, 16)
     evaluate = heldout_evaluator(blocks[:4], tokenizer, batch_size=4, seed=0)
     before = evaluate(model)
-    history = adapt(model, tokenizer, blocks[4:], 4, TrainConfig(steps=8, lr=1e-3, warmup_steps=1),
-                    evaluate=evaluate, progress=False)
+    history = adapt(
+        model,
+        tokenizer,
+        blocks[4:],
+        4,
+        TrainConfig(steps=8, lr=1e-3, warmup_steps=1),
+        evaluate=evaluate,
+        progress=False,
+    )
     assert history[-1]["mlm_ce"] < before["mlm_ce"]
 
 

@@ -107,7 +107,8 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path, capsys):
     model = build_model(Arch(2, 4, 36, 37), EMB, head="mlm", seed=0)
     train(model, loss_fn(blocks), TrainConfig(steps=2, lr=1e-3, warmup_steps=0), tmp_path, progress=False)
     other = build_model(Arch(2, 4, 36, 37), EMB, head="mlm", seed=0)
-    history = train(other, loss_fn(blocks), TrainConfig(steps=3, lr=1e-3, warmup_steps=0), tmp_path,
-                    progress=False)
+    history = train(
+        other, loss_fn(blocks), TrainConfig(steps=3, lr=1e-3, warmup_steps=0), tmp_path, progress=False
+    )
     assert "ignoring" in capsys.readouterr().out
     assert [h["step"] for h in history] == [1, 2, 3]

@@ -1,0 +1,585 @@
+"""The CPU benchmark: latency and throughput of whole models, measured side by side in one process.
+
+The paper claims Bort is ~20× faster than BERT-large and ~7.9× faster than BERT-base on a CPU. A
+speed-up is a ratio of two latencies, so both must come from the same machine, the same thread
+settings and the same minutes: `benchmark_models` measures every model in one run and stamps the rows
+with a `run_id`, and `speedups` only ever divides latencies that share it.
+
+Measurement order. For every (batch, seq) cell all models are warmed up, then measured in rounds: each
+round times one forward pass of every model, in an order shuffled by a seeded generator. A machine that
+drifts (another job starts, the CPU clocks down) therefore slows every model alike instead of whichever
+happened to be measured last, and no model always follows the same neighbour (caches, thread pools).
+The latency is the median of the rounds and its spread the interquartile range, as in
+`ose.cost_model.time_call`.
+
+Work. GFLOPs are analytic (`ose.costs.op_count`: the forward of one sequence, times the batch), never
+counted from a profiler; achieved GFLOP/s = GFLOPs / median seconds. `gemm_peak_gflops` gives the
+float32 matrix-product rate of this machine as the hardware reference, and `peak_fractions` reports each
+model's rate as a fraction of it. For an int8 ONNX model the same analytic count is used: the rate is
+then "useful float32-equivalent work per second", not integer operations.
+
+ONNX. `export_onnx` traces a BERT-like model (inputs `input_ids`, `attention_mask`; batch and sequence
+axes dynamic) with the TorchScript exporter (`dynamo=False`), and writes ξ, the embedding sizes, the
+head and the parameter count into the file's metadata, so an `onnxruntime.InferenceSession` can be
+benchmarked beside the PyTorch models. `quantize_int8` makes a dynamically quantised copy (int8
+weights, activations quantised at run time).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import random
+import time
+import uuid
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ose.arch import Arch, Embedding, from_bert_config
+from ose.atomic import atomic_path
+from ose.cost_model import Timing, random_inputs, time_call
+from ose.costs import op_count
+from ose.machine import machine_info
+
+ROW_COLUMNS = (
+    "run_id",
+    "model",
+    "backend",
+    "arch",
+    "head",
+    "params",
+    "batch",
+    "seq",
+    "threads",
+    "repeats",
+    "median_ms",
+    "iqr_ms",
+    "q1_ms",
+    "q3_ms",
+    "seq_per_s",
+    "gflops",
+    "gflops_per_s",
+)
+
+_META = "ose."  # prefix of the metadata keys `export_onnx` writes into an ONNX file
+
+
+# --- what a benchmarked model is --------------------------------------------------------------
+
+
+def _head_of(model: nn.Module) -> str:
+    """The `ose.costs` head of a Hugging Face BERT-like model: "mlm", "pooler" or "none".
+
+    A sequence classifier counts as "pooler": its classifier adds 2·H·labels FLOPs, negligible.
+    """
+    if hasattr(model, "cls"):
+        return "mlm"
+    base = getattr(model, "base_model", model)
+    return "pooler" if getattr(base, "pooler", None) is not None else "none"
+
+
+def _describe_torch(label: str, model: nn.Module) -> dict:
+    config = getattr(model, "config", None)
+    if config is None:
+        raise ValueError(f"{label} has no `config`: expected a Hugging Face BERT-like model")
+    arch, embedding = from_bert_config(config)
+    return {
+        "backend": "torch",
+        "arch": arch,
+        "embedding": embedding,
+        "head": _head_of(model),
+        "params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def _describe_session(label: str, session) -> dict:
+    meta = session.get_modelmeta().custom_metadata_map
+    if f"{_META}arch" not in meta:
+        raise ValueError(
+            f"{label} is an ONNX session without ose metadata: export it with ose.bench.export_onnx"
+        )
+    return {
+        "backend": "onnxruntime" + (f"-{meta[_META + 'weights']}" if _META + "weights" in meta else ""),
+        "arch": Arch.parse(meta[f"{_META}arch"]),
+        "embedding": Embedding(
+            int(meta[f"{_META}vocab_size"]),
+            int(meta[f"{_META}max_positions"]),
+            int(meta[f"{_META}type_vocab_size"]),
+        ),
+        "head": meta[f"{_META}head"],
+        "params": int(meta[f"{_META}params"]),
+    }
+
+
+def _is_session(model) -> bool:
+    return hasattr(model, "run") and hasattr(model, "get_modelmeta")
+
+
+def _check_positive(name: str, values: Iterable[int]) -> list[int]:
+    values = list(values)
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
+        raise ValueError(f"{name} must be a non-empty list of positive integers, got {values!r}")
+    return values
+
+
+def _inputs(embedding: Embedding, batch: int, seq: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    ids = random_inputs(embedding, batch, seq, seed)  # (B, L)
+    return ids, torch.ones_like(ids)  # (B, L): every position attended, as in a full batch
+
+
+def _forward(model, embedding: Embedding, batch: int, seq: int, seed: int) -> Callable[[], object]:
+    ids, mask = _inputs(embedding, batch, seq, seed)
+    if _is_session(model):
+        names = {i.name for i in model.get_inputs()}
+        feeds = {k: v.numpy() for k, v in (("input_ids", ids), ("attention_mask", mask)) if k in names}
+        return lambda: model.run(None, feeds)
+    return lambda: model(input_ids=ids, attention_mask=mask)
+
+
+def _quartiles(samples: Sequence[float]) -> tuple[float, float, float]:
+    q1, median, q3 = np.percentile(samples, [25, 50, 75])
+    return float(q1), float(median), float(q3)
+
+
+# --- the benchmark ----------------------------------------------------------------------------
+
+
+def benchmark_models(
+    models: Mapping[str, object],
+    batch_sizes: Sequence[int],
+    seq_lens: Sequence[int],
+    threads: int,
+    warmup: int = 3,
+    repeats: int = 10,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[dict]:
+    """Latency, throughput and achieved GFLOP/s of every model at every (batch, seq), in one run.
+
+    models: name → a Hugging Face BERT-like `nn.Module` (called with `input_ids` and an all-ones
+    `attention_mask`) or an `onnxruntime.InferenceSession` from `ort_session` (its file written by
+    `export_onnx`, whose metadata says what it computes; its intra-op threads must equal `threads`).
+    Each model is set to eval mode for the run and restored afterwards. Inputs are random token ids
+    from the model's own vocabulary, seeded, the same for every round.
+
+    Returns one row per (model, batch, seq) with the columns of `ROW_COLUMNS`, all carrying the
+    same `run_id`.
+    """
+    if not models:
+        raise ValueError("models must name at least one model")
+    batch_sizes = _check_positive("batch_sizes", batch_sizes)
+    seq_lens = _check_positive("seq_lens", seq_lens)
+    _check_positive("threads", [threads])
+    _check_positive("repeats", [repeats])
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    described = {}
+    for name, model in models.items():
+        if _is_session(model):
+            session_threads = model.get_session_options().intra_op_num_threads
+            if session_threads != threads:
+                raise ValueError(
+                    f"threads={threads} but models[{name!r}] was made with intra_op_num_threads="
+                    f"{session_threads}; make it with ose.bench.ort_session(path, threads={threads})"
+                )
+            described[name] = _describe_session(f"models[{name!r}]", model)
+        elif isinstance(model, nn.Module):
+            described[name] = _describe_torch(f"models[{name!r}]", model)
+        else:
+            raise ValueError(f"models[{name!r}] is a {type(model).__name__}, not an nn.Module or ORT session")
+        longest = described[name]["embedding"].max_positions
+        if max(seq_lens) > longest:
+            raise ValueError(f"seq_lens {max(seq_lens)} exceeds models[{name!r}]'s max positions {longest}")
+
+    run_id = uuid.uuid4().hex[:12]
+    order_rng = random.Random(seed)
+    names = list(models)
+    cells = [(b, s) for b in batch_sizes for s in seq_lens]
+    samples: dict[tuple[str, int, int], list[float]] = {}
+    training = {n: m.training for n, m in models.items() if isinstance(m, nn.Module)}
+    previous_threads = torch.get_num_threads()
+    bar = tqdm(total=len(cells) * len(names) * (warmup + repeats), desc="benchmark", disable=not progress)
+    torch.set_num_threads(threads)
+    try:
+        for name in training:
+            models[name].eval()
+        with torch.inference_mode():
+            for batch, seq in cells:
+                calls = {n: _forward(models[n], described[n]["embedding"], batch, seq, seed) for n in names}
+                gc.collect()
+                gc.disable()  # a collection inside a timed call would land on whichever model it hit
+                for _ in range(warmup):
+                    for n in names:
+                        calls[n]()
+                        bar.update()
+                for _ in range(repeats):
+                    for n in order_rng.sample(names, len(names)):
+                        start = time.perf_counter()
+                        calls[n]()
+                        samples.setdefault((n, batch, seq), []).append((time.perf_counter() - start) * 1e3)
+                        bar.update()
+                gc.enable()
+    finally:
+        gc.enable()
+        bar.close()
+        torch.set_num_threads(previous_threads)
+        for name, was_training in training.items():
+            models[name].train(was_training)
+
+    rows = []
+    for name in names:
+        info = described[name]
+        for batch, seq in cells:
+            q1, median, q3 = _quartiles(samples[(name, batch, seq)])
+            gflops = op_count(info["arch"], seq, info["embedding"], info["head"]).total * batch / 1e9
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "model": name,
+                    "backend": info["backend"],
+                    "arch": info["arch"].name,
+                    "head": info["head"],
+                    "params": info["params"],
+                    "batch": batch,
+                    "seq": seq,
+                    "threads": threads,
+                    "repeats": repeats,
+                    "median_ms": median,
+                    "iqr_ms": q3 - q1,
+                    "q1_ms": q1,
+                    "q3_ms": q3,
+                    "seq_per_s": batch / (median / 1e3),
+                    "gflops": gflops,
+                    "gflops_per_s": gflops / (median / 1e3),
+                }
+            )
+    return rows
+
+
+def speedups(rows: Sequence[dict], reference: str, models: Sequence[str] | None = None) -> list[dict]:
+    """Speed-up of each model over `reference`: reference median latency / model median latency.
+
+    Rows are paired only when they share run_id, batch, seq and threads, so every ratio comes from
+    one run (rows read back from CSV work too). `speedup_low`/`speedup_high` are the ratio's range
+    over the two interquartile ranges (reference q1 / model q3 to reference q3 / model q1): a
+    spread, not a confidence interval. models: which models to report (default: every model,
+    the reference included, whose speed-up is 1).
+    """
+    present = list(dict.fromkeys(r["model"] for r in rows))
+    if reference not in present:
+        raise ValueError(f"reference {reference!r} is not among the measured models {present}")
+    wanted = present if models is None else list(models)
+    unknown = [m for m in wanted if m not in present]
+    if unknown:
+        raise ValueError(f"models {unknown} are not among the measured models {present}")
+
+    def key(row: dict) -> tuple:
+        return (str(row["run_id"]), int(row["batch"]), int(row["seq"]), int(row["threads"]))
+
+    references = {key(r): r for r in rows if r["model"] == reference}
+    out = []
+    for name in wanted:
+        paired = [(r, references[key(r)]) for r in rows if r["model"] == name and key(r) in references]
+        if not paired:
+            raise ValueError(
+                f"models: {name!r} was never measured in the same run and cell as reference {reference!r}"
+            )
+        for row, ref in paired:
+            model_ms, ref_ms = float(row["median_ms"]), float(ref["median_ms"])
+            result = {
+                "model": name,
+                "reference": reference,
+                "run_id": row["run_id"],
+                "batch": int(row["batch"]),
+                "seq": int(row["seq"]),
+                "threads": int(row["threads"]),
+                "model_median_ms": model_ms,
+                "reference_median_ms": ref_ms,
+                "speedup": ref_ms / model_ms,
+            }
+            if all(k in r for r in (row, ref) for k in ("q1_ms", "q3_ms")):
+                result["speedup_low"] = float(ref["q1_ms"]) / float(row["q3_ms"])
+                result["speedup_high"] = float(ref["q3_ms"]) / float(row["q1_ms"])
+            out.append(result)
+    return out
+
+
+# --- the hardware reference -------------------------------------------------------------------
+
+
+def gemm_peak_gflops(
+    threads: int, sizes: Sequence[int] = (256, 512, 1024), repeats: int = 10, warmup: int = 2, seed: int = 0
+) -> dict:
+    """Achieved float32 GFLOP/s of an n×n by n×n matrix product (2n³ FLOPs), best over `sizes`.
+
+    The median rate at each size is reported; the best size's rate is the machine's practical peak
+    for the dense work that dominates a transformer.
+    """
+    _check_positive("threads", [threads])
+    sizes = _check_positive("sizes", sizes)
+    _check_positive("repeats", [repeats])
+    generator = torch.Generator().manual_seed(seed)
+    by_size = {}
+    for n in sizes:
+        a = torch.randn(n, n, generator=generator, dtype=torch.float32)
+        b = torch.randn(n, n, generator=generator, dtype=torch.float32)
+        timing = time_call(lambda a=a, b=b: a @ b, warmup, repeats, threads)
+        by_size[n] = 2 * n**3 / (timing.median_ms / 1e3) / 1e9
+    best = max(by_size, key=by_size.get)
+    return {
+        "gflops_per_s": by_size[best],
+        "size": best,
+        "by_size": {str(n): rate for n, rate in by_size.items()},
+        "threads": threads,
+        "repeats": repeats,
+        "dtype": "float32",
+    }
+
+
+def peak_fractions(rows: Sequence[dict], peak: dict | float) -> list[dict]:
+    """The rows with `peak_fraction`: achieved GFLOP/s over the GEMM peak (`gemm_peak_gflops`)."""
+    rate = float(peak["gflops_per_s"] if isinstance(peak, dict) else peak)
+    if not rate > 0:
+        raise ValueError(f"peak must be a positive GFLOP/s, got {rate}")
+    return [{**r, "peak_fraction": float(r["gflops_per_s"]) / rate} for r in rows]
+
+
+# --- ONNX Runtime -----------------------------------------------------------------------------
+
+
+class _Outputs(nn.Module):
+    """The model as a function of (input_ids, attention_mask) returning plain tensors.
+
+    Encoders give last_hidden_state (and pooler_output when they have a pooler); heads give logits.
+    """
+
+    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
+        super().__init__()
+        self.model = model
+        self.names = names
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        return tuple(out[n] for n in self.names)
+
+
+def _output_names(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor) -> tuple[str, ...]:
+    with torch.inference_mode():
+        out = model(input_ids=ids, attention_mask=mask)
+    if getattr(out, "last_hidden_state", None) is not None:
+        return ("last_hidden_state",) + (("pooler_output",) if out.get("pooler_output") is not None else ())
+    if getattr(out, "logits", None) is not None:
+        return ("logits",)
+    raise ValueError("model returns neither last_hidden_state nor logits: not a BERT-like model")
+
+
+def _padded_inputs(
+    embedding: Embedding, batch: int, seq: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Seeded ids and a mask in which every sequence but the first is padded to a random length."""
+    ids = random_inputs(embedding, batch, seq, seed)  # (B, L)
+    generator = torch.Generator().manual_seed(seed + 1)
+    lengths = torch.randint(max(1, seq // 2), seq + 1, (batch,), generator=generator)
+    lengths[0] = seq
+    mask = (torch.arange(seq)[None, :] < lengths[:, None]).long()  # (B, L)
+    return ids, mask
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, seq_len: int = 16, batch: int = 2, opset: int = 17
+) -> Path:
+    """Export a BERT-like model to ONNX with dynamic batch and sequence axes, atomically.
+
+    Traced at (batch, seq_len) with a partly padded mask, so the masking path is what gets traced;
+    any batch and sequence length (up to the model's max positions) run afterwards. The file's
+    metadata records ξ, embedding sizes, head and parameter count for `benchmark_models`.
+    """
+    import onnx
+
+    _check_positive("batch", [batch])
+    _check_positive("seq_len", [seq_len])
+    if opset < 14:
+        raise ValueError(f"opset must be at least 14, got {opset}")
+    info = _describe_torch("model", model)
+    if seq_len > info["embedding"].max_positions:
+        raise ValueError(
+            f"seq_len {seq_len} exceeds the model's max positions {info['embedding'].max_positions}"
+        )
+    was_training = model.training
+    ids, mask = _padded_inputs(info["embedding"], batch, seq_len, seed=0)
+    try:
+        model.eval()
+        names = _output_names(model, ids, mask)
+        wrapper = _Outputs(model, names).eval()
+        axes = {"input_ids": {0: "batch", 1: "sequence"}, "attention_mask": {0: "batch", 1: "sequence"}}
+        axes |= {n: {0: "batch", 1: "sequence"} if n != "pooler_output" else {0: "batch"} for n in names}
+        with atomic_path(path) as tmp, warnings.catch_warnings():
+            # The tracer warns about Python-level branches in transformers' mask code; they do not
+            # depend on the batch or sequence length (checked by the round-trip test).
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
+            warnings.filterwarnings("ignore", message="The feature will be removed.*")
+            warnings.filterwarnings("ignore", message=".*aten::index operator of advanced indexing.*")
+            torch.onnx.export(
+                wrapper,
+                (ids, mask),
+                str(tmp),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["input_ids", "attention_mask"],
+                output_names=list(names),
+                dynamic_axes=axes,
+                do_constant_folding=True,
+            )
+            proto = onnx.load(str(tmp))
+            metadata = {
+                "arch": info["arch"].name,
+                "vocab_size": info["embedding"].vocab_size,
+                "max_positions": info["embedding"].max_positions,
+                "type_vocab_size": info["embedding"].type_vocab_size,
+                "head": info["head"],
+                "params": info["params"],
+                "source_class": type(model).__name__,
+            }
+            onnx.helper.set_model_props(proto, {_META + k: str(v) for k, v in metadata.items()})
+            onnx.save(proto, str(tmp))
+    finally:
+        model.train(was_training)
+    return Path(path)
+
+
+def quantize_int8(onnx_path: str | Path, out_path: str | Path, per_channel: bool = False) -> Path:
+    """Dynamic int8 quantisation (onnxruntime `quantize_dynamic`, QInt8 weights), written atomically.
+
+    Weights of MatMul (and embedding Gather) nodes become int8; activations are quantised at run
+    time. The ose metadata is kept and `ose.weights` is set to "int8".
+    """
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    proto = onnx.load(str(onnx_path))
+    props = {p.key: p.value for p in proto.metadata_props}
+    onnx.helper.set_model_props(proto, {**props, _META + "weights": "int8"})
+    with atomic_path(out_path) as tmp:
+        quantize_dynamic(proto, str(tmp), weight_type=QuantType.QInt8, per_channel=per_channel)
+    return Path(out_path)
+
+
+def ort_session(path: str | Path, threads: int):
+    """An onnxruntime CPU session with `threads` intra-op threads, sequential execution (one
+    inter-op thread) and every graph optimisation on."""
+    import onnxruntime as ort
+
+    _check_positive("threads", [threads])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def ort_latency(session, batch: int, seq: int, warmup: int = 3, repeats: int = 10, seed: int = 0) -> Timing:
+    """Median latency of one `session.run` on seeded random ids (all positions attended)."""
+    _check_positive("batch", [batch])
+    _check_positive("seq", [seq])
+    info = _describe_session("session", session)
+    if seq > info["embedding"].max_positions:
+        raise ValueError(f"seq {seq} exceeds the model's max positions {info['embedding'].max_positions}")
+    threads = max(1, session.get_session_options().intra_op_num_threads)
+    return time_call(_forward(session, info["embedding"], batch, seq, seed), warmup, repeats, threads)
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity along the last axis."""
+    norms = np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1)
+    return (a * b).sum(-1) / np.maximum(norms, 1e-12)
+
+
+def check_equivalence(model: nn.Module, session, batch: int = 2, seq: int = 16, seed: int = 0) -> dict:
+    """How closely the ONNX session reproduces the PyTorch model on seeded, partly padded inputs.
+
+    Compared over the real (unpadded) tokens of the first output (last_hidden_state, or logits):
+    max and mean absolute difference and the smallest per-token cosine similarity; also the
+    smallest cosine of the first token's vector and, if exported, of the pooler output. A float32
+    export should agree to ~1e-5; an int8 one is judged by the cosines.
+    """
+    _check_positive("batch", [batch])
+    _check_positive("seq", [seq])
+    info = _describe_torch("model", model)
+    if seq > info["embedding"].max_positions:
+        raise ValueError(f"seq {seq} exceeds the model's max positions {info['embedding'].max_positions}")
+    ids, mask = _padded_inputs(info["embedding"], batch, seq, seed)
+    names = [o.name for o in session.get_outputs()]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.inference_mode():
+            out = model(input_ids=ids, attention_mask=mask)
+        expected = [out[n].numpy() for n in names]
+    finally:
+        model.train(was_training)
+    got = session.run(names, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})
+    real = mask.numpy().astype(bool)  # (B, L)
+    first, first_ref = got[0][real], expected[0][real]  # (tokens, H)
+    diff = np.abs(first - first_ref)
+    result = {
+        "output": names[0],
+        "batch": batch,
+        "seq": seq,
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "cosine_min_token": float(_cosine(first, first_ref).min()),
+        "cosine_first_token": float(_cosine(got[0][:, 0], expected[0][:, 0]).min()),
+    }
+    if "pooler_output" in names:
+        k = names.index("pooler_output")
+        result["cosine_pooled"] = float(_cosine(got[k], expected[k]).min())
+        result["max_abs_diff_pooled"] = float(np.abs(got[k] - expected[k]).max())
+    return result
+
+
+# --- what the numbers ran on ------------------------------------------------------------------
+
+
+def environment_metadata(threads: int) -> dict:
+    """`ose.machine.machine_info()` plus the library versions and thread settings of a benchmark."""
+    import onnx
+    import onnxruntime as ort
+    import transformers
+
+    return {
+        **machine_info(),
+        "onnxruntime": ort.__version__,
+        "onnx": onnx.__version__,
+        "transformers": transformers.__version__,
+        "benchmark_threads": threads,
+        "torch_intra_op_threads": threads,
+        "torch_interop_threads": torch.get_num_interop_threads(),
+        "ort_intra_op_threads": threads,
+        "ort_inter_op_threads": 1,
+        "ort_execution_mode": "sequential",
+        "ort_graph_optimization": "all",
+        "ort_providers": ort.get_available_providers(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "mkldnn": torch.backends.mkldnn.is_available(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "mkl_num_threads": os.environ.get("MKL_NUM_THREADS"),
+        "load_average_1_5_15": list(os.getloadavg()),
+        "dtype": "float32",
+    }
+
+
+def headline_speedup(speedup_rows: Sequence[dict], model: str, reference: str) -> float | None:
+    """The speed-up of `model` over `reference` at the smallest batch (and shortest sequence) measured:
+    the single-request latency ratio that "N× faster" usually means. None when not measured."""
+    cells = [r for r in speedup_rows if r["model"] == model and r["reference"] == reference]
+    if not cells:
+        return None
+    return min(cells, key=lambda r: (r["batch"], r["seq"]))["speedup"]

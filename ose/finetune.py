@@ -1,0 +1,477 @@
+"""Fine-tuning an encoder on one task: Bort's classification head, AdamW, best-on-dev selection.
+
+The classifier is the head Bort fine-tunes with (gluonnlp's `RoBERTaClassifier`, which alexa/bort
+uses): the encoder's first-token ([CLS] / <s>) hidden state → dropout → dense(H→H) + tanh → dropout
+→ linear(H→num_labels). The encoder's own pooler is never used, even when it has one: Bort's head is
+trained from scratch and the masked-LM students of this project have no trained pooler. A regression
+task (STS-B) gets one output and a mean-squared-error loss.
+
+`fine_tune` trains with AdamW (no decay on biases and LayerNorm), linear warm-up and decay, gradient
+clipping; it scores the dev split every epoch (or every `eval_every` steps), keeps the state with
+the best main metric of the task (`ose.tasks.main_metric`) and stops after `patience` evaluations
+without improvement. The test split is never read. Same seed ⇒ same head initialisation, batch
+order and dropout noise ⇒ same model.
+
+`make_fit`, `make_predict` and `make_labeller` wrap these for `ose.agora`.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from ose.arch import NoTokenTypes
+from ose.tasks import PAIR, SINGLE, TaskData, score
+from ose.training import TrainConfig, linear_schedule, make_optimizer
+
+THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Hyperparameters of one fine-tuning run (a θ of Agora overrides some of them).
+
+    patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
+    early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
+    max_train_examples: train on a seeded random sample of at most this many rows (None: all); it
+    applies to whatever train frame is given, Agora's grown one included.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 2e-5
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    max_len: int = 128
+    patience: int = 0
+    eval_every: int = 0
+    eval_batch_size: int = 64
+    max_train_examples: int | None = None
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.max_train_examples is not None and (
+            isinstance(self.max_train_examples, bool)
+            or not isinstance(self.max_train_examples, int)
+            or self.max_train_examples < 1
+        ):
+            raise ValueError(
+                f"max_train_examples must be None or a positive integer, got {self.max_train_examples!r}"
+            )
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def with_theta(self, theta: Mapping[str, Any]) -> FineTuneConfig:
+        """This config with the fields a hyperparameter set θ names replaced (its "name" is ignored)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        overrides = {k: v for k, v in theta.items() if k != THETA_NAME}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"θ {theta.get(THETA_NAME, '')!r} sets unknown fields {unknown}; allowed: {sorted(fields)}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+# ---------------------------------------------------------------------------------------------
+# The classifier
+
+
+def load_encoder(encoder: str | Path | nn.Module) -> nn.Module:
+    """The bare encoder (no pooler, no task head) of a `save_pretrained` directory or a model.
+
+    A directory is loaded with `AutoModel` without its pooler; a model is deep-copied (so one
+    pretrained encoder can start many runs), and a model with a head (e.g. `BertForMaskedLM`) gives
+    its `base_model`. A saved config with `type_vocab_size` 0 (no token types) gets `NoTokenTypes`.
+    """
+    if isinstance(encoder, str | Path):
+        from transformers import AutoModel
+
+        model = AutoModel.from_pretrained(encoder, add_pooling_layer=False)
+    else:
+        model = copy.deepcopy(getattr(encoder, "base_model", encoder))
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None  # unused by Bort's head: drop it so it gets no optimiser state
+    embeddings = getattr(model, "embeddings", None)
+    if getattr(model.config, "type_vocab_size", 1) == 0 and embeddings is not None:
+        if not isinstance(embeddings.token_type_embeddings, NoTokenTypes):
+            embeddings.token_type_embeddings = NoTokenTypes(model.config.hidden_size)
+    return model
+
+
+class Classifier(nn.Module):
+    """encoder → first-token state → dropout → dense(H→H) + tanh → dropout → linear(H→num_labels).
+
+    The encoder's pooler is not used (Bort's head is its own; see the module docstring). For
+    regression `num_labels` is 1 and the single output is the prediction.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        num_labels: int,
+        dropout: float = 0.1,
+        generator: torch.Generator | None = None,
+        is_regression: bool = False,
+    ) -> None:
+        super().__init__()
+        if is_regression and num_labels != 1:
+            raise ValueError(f"a regression head has one output, got num_labels={num_labels}")
+        hidden = encoder.config.hidden_size
+        self.encoder = encoder
+        self.is_regression = is_regression
+        self.num_labels = num_labels
+        self.dropout = nn.Dropout(dropout)
+        self.dense = nn.Linear(hidden, hidden)
+        self.out = nn.Linear(hidden, num_labels)
+        std = getattr(encoder.config, "initializer_range", 0.02)
+        for layer in (self.dense, self.out):  # BERT's initialisation, from the run's own generator
+            nn.init.normal_(layer.weight, std=std, generator=generator)
+            nn.init.zeros_(layer.bias)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        states = self.encoder(
+            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+        ).last_hidden_state  # (B, L, H)
+        first = self.dropout(states[:, 0])  # (B, H)
+        return self.out(self.dropout(torch.tanh(self.dense(first))))  # (B, num_labels)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.is_regression:
+            return nn.functional.mse_loss(logits[:, 0], labels.float())
+        return nn.functional.cross_entropy(logits, labels.long())
+
+
+# ---------------------------------------------------------------------------------------------
+# Tokenisation and batches
+
+
+def text_columns_of(frame: pd.DataFrame) -> tuple[str, ...]:
+    """`("text",)` for single sentences, `("text_a", "text_b")` for pairs."""
+    if all(c in frame.columns for c in PAIR):
+        return PAIR
+    if all(c in frame.columns for c in SINGLE):
+        return SINGLE
+    raise ValueError(
+        f"a task frame needs a 'text' column or 'text_a' and 'text_b'; has {list(frame.columns)}"
+    )
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """Token ids of a frame's rows, unpadded (padding is per batch)."""
+
+    input_ids: list[list[int]]
+    token_type_ids: list[list[int]] | None
+    pad_id: int
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+    def batch(self, rows: Sequence[int], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Rows `rows`, padded to the longest of them."""
+        length = max(len(self.input_ids[r]) for r in rows)
+        ids = torch.full((len(rows), length), self.pad_id, dtype=torch.long)  # (B, L)
+        mask = torch.zeros((len(rows), length), dtype=torch.long)  # (B, L)
+        types = torch.zeros((len(rows), length), dtype=torch.long)  # (B, L)
+        for i, r in enumerate(rows):
+            n = len(self.input_ids[r])
+            ids[i, :n] = torch.tensor(self.input_ids[r])
+            mask[i, :n] = 1
+            if self.token_type_ids is not None:
+                types[i, :n] = torch.tensor(self.token_type_ids[r])
+        batch = {"input_ids": ids, "attention_mask": mask}
+        if self.token_type_ids is not None:
+            batch["token_type_ids"] = types
+        return {k: v.to(device) for k, v in batch.items()}
+
+
+def encode_frame(tokenizer, frame: pd.DataFrame, max_len: int) -> Encoded:
+    """Tokenise a frame's texts (single or pairs), truncated to `max_len` tokens, not padded.
+
+    Pairs are truncated longest-first, as BERT does. Token types are kept when the tokenizer makes
+    them (BERT-style vocabularies); a RoBERTa-style tokenizer makes none.
+    """
+    columns = text_columns_of(frame)
+    texts = [frame[c].astype(str).tolist() for c in columns]
+    if len(frame) == 0:
+        return Encoded([], None, tokenizer.pad_token_id)
+    encoding = tokenizer(*texts, truncation=True, max_length=max_len, padding=False)
+    types = encoding.get("token_type_ids")
+    return Encoded(
+        list(encoding["input_ids"]), None if types is None else list(types), tokenizer.pad_token_id
+    )
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _uses_token_types(model: Classifier) -> bool:
+    return getattr(model.encoder.config, "type_vocab_size", 0) > 1
+
+
+@torch.no_grad()
+def predict_encoded(model: Classifier, encoded: Encoded, batch_size: int = 64) -> np.ndarray:
+    """Outputs (N, num_labels) of the model in eval mode, batches ordered by length (less padding)."""
+    was_training = model.training
+    model.eval()
+    device = _model_device(model)
+    order = np.argsort([len(ids) for ids in encoded.input_ids], kind="stable")
+    outputs = np.zeros((len(encoded), model.num_labels), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size].tolist()
+        batch = encoded.batch(rows, device)
+        if not _uses_token_types(model):
+            batch.pop("token_type_ids", None)
+        outputs[rows] = model(**batch).float().cpu().numpy()
+    model.train(was_training)
+    return outputs
+
+
+def _decisions(model: Classifier, outputs: np.ndarray) -> np.ndarray:
+    return outputs[:, 0].astype(np.float64) if model.is_regression else outputs.argmax(axis=1)
+
+
+def predict(
+    model: Classifier, tokenizer, frame: pd.DataFrame, max_len: int = 128, batch_size: int = 64
+) -> np.ndarray:
+    """Class ids (N,) or, for a regression model, real numbers (N,) for the rows of `frame`."""
+    return _decisions(model, predict_encoded(model, encode_frame(tokenizer, frame, max_len), batch_size))
+
+
+def evaluate(
+    model: Classifier,
+    tokenizer,
+    task_name: str,
+    frame: pd.DataFrame,
+    max_len: int = 128,
+    batch_size: int = 64,
+) -> dict[str, float]:
+    """Every metric of the task (`ose.tasks.score`) on the labelled rows of `frame`."""
+    return score(task_name, predict(model, tokenizer, frame, max_len, batch_size), frame["label"].to_numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def _better(candidate: float, best: float) -> bool:
+    """A NaN score (e.g. Spearman of constant predictions) never counts as an improvement."""
+    return not math.isnan(candidate) and (math.isnan(best) or candidate > best)
+
+
+def sample_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
+    """A seeded random sample of at most `limit` rows (original order kept), or the whole frame."""
+    if limit is None or len(frame) <= limit:
+        return frame
+    keep = np.sort(np.random.default_rng(seed).choice(len(frame), size=limit, replace=False))
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def fine_tune(
+    encoder: str | Path | nn.Module,
+    tokenizer,
+    task: TaskData,
+    train_frame: pd.DataFrame | None = None,
+    config: FineTuneConfig | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> tuple[Classifier, dict]:
+    """Fine-tune a fresh copy of `encoder` with Bort's head on `train_frame` (default `task.train`).
+
+    Only `task.dev` (for model selection) and the task's spec are read, never `task.test`. The
+    returned model is in eval mode and holds the state of the best dev evaluation (ties: the
+    earliest). The log is a plain dict: `history` (one entry per evaluation: step, epoch, mean
+    training loss since the previous one, every dev metric), `best_step`, `best_score`,
+    `main_metric`, `steps`, `stopped_early`, `train_size`.
+    """
+    config = config or FineTuneConfig()
+    train_frame = task.train if train_frame is None else train_frame
+    train_frame = sample_rows(train_frame, config.max_train_examples, seed)
+    if len(train_frame) == 0:
+        raise ValueError(f"{task.name}: the train frame is empty")
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    # the run seeds torch's global generator (dropout); the caller's generator state is restored
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else None):
+        return _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, device)
+
+
+def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, device):
+    generator = torch.Generator().manual_seed(seed)
+    model = Classifier(
+        load_encoder(encoder), task.num_labels, config.dropout, generator, task.is_regression
+    ).to(device)
+    train_data = encode_frame(tokenizer, train_frame, config.max_len)
+    dev_data = encode_frame(tokenizer, task.dev, config.max_len)
+    labels = torch.tensor(
+        train_frame["label"].to_numpy(), dtype=torch.float if task.is_regression else torch.long
+    )
+    steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    train_config = TrainConfig(
+        steps=total,
+        lr=config.lr,
+        warmup_steps=round(config.warmup_fraction * total),
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=seed,
+    )
+    optimizer = make_optimizer(model, train_config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, linear_schedule(train_config.warmup_steps, total)
+    )
+    token_types = _uses_token_types(model)
+    eval_every = config.eval_every or steps_per_epoch
+
+    history: list[dict] = []
+    best_score, best_step, best_state = math.nan, 0, None
+    stale, losses, step, stopped = 0, [], 0, False
+    bar = tqdm(total=total, desc=f"fine-tune {task.name}", disable=not progress, leave=False)
+    model.train()
+    for epoch in range(config.epochs):
+        order = torch.randperm(len(train_data), generator=generator)  # batch order of this epoch
+        for start in range(0, len(order), config.batch_size):
+            rows = order[start : start + config.batch_size].tolist()
+            batch = train_data.batch(rows, device)
+            if not token_types:
+                batch.pop("token_type_ids", None)
+            torch.manual_seed(seed * 1_000_003 + step)  # dropout noise of this step
+            loss = model.loss(model(**batch), labels[rows].to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{task.name}: loss is {float(loss)} at step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            losses.append(loss.item())
+            bar.update(1)
+            if step % eval_every == 0 or step == total:
+                outputs = predict_encoded(model, dev_data, config.eval_batch_size)
+                metrics = score(task.name, _decisions(model, outputs), task.dev["label"].to_numpy())
+                current = metrics[task.main_metric]
+                history.append(
+                    {"step": step, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
+                )
+                losses = []
+                bar.set_postfix({task.main_metric: f"{current:.3f}"})
+                if _better(current, best_score):
+                    best_score, best_step, stale = current, step, 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    stale += 1
+                    if config.patience and stale >= config.patience:
+                        stopped = True
+                        break
+        if stopped:
+            break
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    log = {
+        "history": history,
+        "best_step": best_step,
+        "best_score": best_score,
+        "main_metric": task.main_metric,
+        "steps": step,
+        "stopped_early": stopped,
+        "train_size": len(train_frame),
+    }
+    return model, log
+
+
+# ---------------------------------------------------------------------------------------------
+# The callables Agora takes
+
+
+def without_test(task: TaskData) -> TaskData:
+    """The task with its test splits replaced by an empty frame: what model selection and Agora may see.
+
+    The test splits are not even read (the empty frame is cut from the dev split).
+    """
+    return dataclasses.replace(task, test=task.dev.iloc[:0], extra_tests={})
+
+
+def make_fit(
+    encoder: str | Path | nn.Module,
+    tokenizer,
+    task: TaskData,
+    config: FineTuneConfig,
+    progress: bool = False,
+    device: str | torch.device | None = None,
+) -> Callable[[pd.DataFrame, Mapping[str, Any], int], tuple[Classifier, float]]:
+    """`fit(train_frame, theta, seed) -> (model, dev score)` for `ose.agora.agora`.
+
+    θ overrides fields of `config` (`FineTuneConfig.with_theta`). The encoder is loaded once; each
+    call fine-tunes a fresh copy. The test split is dropped here, so no fit can read it.
+    """
+    base = load_encoder(encoder)
+    visible = without_test(task)
+
+    def fit(train_frame: pd.DataFrame, theta: Mapping[str, Any], seed: int) -> tuple[Classifier, float]:
+        model, log = fine_tune(
+            base, tokenizer, visible, train_frame, config.with_theta(theta), seed, progress, device
+        )
+        return model, log["best_score"]
+
+    return fit
+
+
+def make_predict(
+    tokenizer, max_len: int = 128, batch_size: int = 64
+) -> Callable[[Classifier, pd.DataFrame], np.ndarray]:
+    """`predict(model, frame)` for `ose.agora.agora`."""
+
+    def predict_frame(model: Classifier, frame: pd.DataFrame) -> np.ndarray:
+        return predict(model, tokenizer, frame, max_len, batch_size)
+
+    return predict_frame
+
+
+def make_labeller(
+    model: Classifier, tokenizer, max_len: int = 128, batch_size: int = 64
+) -> Callable[[pd.DataFrame], np.ndarray]:
+    """The labeller S of Agora: `label(frame)` → the predictions of a fine-tuned (source) model."""
+
+    def label(frame: pd.DataFrame) -> np.ndarray:
+        return predict(model, tokenizer, frame, max_len, batch_size)
+
+    return label

@@ -1,0 +1,241 @@
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from transformers import BertTokenizer
+
+from ose.agora import NearestNeighbourSubstitution, agora, input_embeddings
+from ose.arch import Arch, Embedding, build_model
+from ose.finetune import (
+    Classifier,
+    FineTuneConfig,
+    encode_frame,
+    evaluate,
+    fine_tune,
+    load_encoder,
+    make_fit,
+    make_labeller,
+    make_predict,
+    predict,
+    predict_encoded,
+    without_test,
+)
+from ose.tasks import make_task_data
+
+POSITIVE = [f"good{i}" for i in range(11)]
+NEGATIVE = [f"bad{i}" for i in range(11)]
+NEUTRAL = [f"the{i}" for i in range(7)]
+SPECIALS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+VOCAB = {t: i for i, t in enumerate([*SPECIALS, *POSITIVE, *NEGATIVE, *NEUTRAL])}  # 34 entries
+ARCH = Arch(2, 4, 36, 37)
+EMB = Embedding(vocab_size=len(VOCAB), max_positions=23, type_vocab_size=2)
+FAST = FineTuneConfig(epochs=6, batch_size=8, lr=5e-3, max_len=16, dropout=0.05)
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BertTokenizer(vocab=VOCAB)
+
+
+def polarity_frame(n: int, seed: int) -> pd.DataFrame:
+    """Texts of 2–5 words of one polarity plus up to 2 neutral words; label 1 for positive."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(n):
+        label = int(rng.integers(2))
+        words = list(rng.choice(POSITIVE if label else NEGATIVE, int(rng.integers(2, 6))))
+        words += list(rng.choice(NEUTRAL, int(rng.integers(0, 3))))
+        rng.shuffle(words)
+        rows.append((" ".join(words), label))
+    return pd.DataFrame(rows, columns=["text", "label"])
+
+
+def polarity_task():
+    return make_task_data("sst2", polarity_frame(48, 0), polarity_frame(23, 1), polarity_frame(13, 2))
+
+
+def encoder(seed=0):
+    return build_model(ARCH, EMB, head="pooler", seed=seed)
+
+
+class StubEncoder(torch.nn.Module):
+    """Returns fixed hidden states, to see which of them the head reads."""
+
+    def __init__(self, states):
+        super().__init__()
+        self.states = states
+        self.config = type("Config", (), {"hidden_size": states.shape[-1], "initializer_range": 0.02})()
+
+    def forward(self, input_ids, attention_mask=None, token_type_ids=None):
+        return type("Output", (), {"last_hidden_state": self.states})()
+
+
+def test_head_reads_only_the_first_token_through_dense_tanh_linear():
+    states = torch.randn(5, 7, 36, generator=torch.Generator().manual_seed(0))  # (B, L, H)
+    model = Classifier(StubEncoder(states), 3, generator=torch.Generator().manual_seed(1)).eval()
+    assert model.dense.weight.shape == (36, 36) and model.out.weight.shape == (3, 36)
+    logits = model(torch.zeros(5, 7, dtype=torch.long))
+    assert logits.shape == (5, 3)
+    expected = model.out(torch.tanh(model.dense(states[:, 0])))
+    torch.testing.assert_close(logits, expected)
+    model.encoder.states = states.clone()
+    model.encoder.states[:, 1:] += 5.0
+    torch.testing.assert_close(model(torch.zeros(5, 7, dtype=torch.long)), logits)
+    model.encoder.states[:, 0] += 1.0
+    assert not torch.allclose(model(torch.zeros(5, 7, dtype=torch.long)), logits)
+
+
+def test_encoder_pooler_is_dropped_and_the_source_is_not_modified():
+    source = encoder()
+    assert source.pooler is not None
+    copy = load_encoder(source)
+    assert copy.pooler is None and source.pooler is not None
+    with torch.no_grad():
+        next(copy.parameters()).add_(1.0)
+    assert not torch.equal(next(copy.parameters()), next(source.parameters()))
+
+
+def test_regression_head_has_one_output_and_mse_loss():
+    model = Classifier(encoder(), 1, is_regression=True).eval()
+    ids = torch.randint(5, len(VOCAB), (4, 9), generator=torch.Generator().manual_seed(0))
+    out = model(ids)
+    assert out.shape == (4, 1)
+    target = torch.tensor([0.0, 1.5, 2.5, 5.0])
+    torch.testing.assert_close(model.loss(out, target), ((out[:, 0] - target) ** 2).mean())
+    with pytest.raises(ValueError, match="one output"):
+        Classifier(encoder(), 2, is_regression=True)
+
+
+def test_pairs_are_truncated_and_padded_per_batch(tokenizer):
+    frame = pd.DataFrame(
+        {
+            "text_a": ["good1 good2 good3 good4 good5 good6", "bad1"],
+            "text_b": ["the1", "bad2 bad3"],
+            "label": [1, 0],
+        }
+    )
+    encoded = encode_frame(tokenizer, frame, max_len=6)
+    assert [len(ids) for ids in encoded.input_ids] == [6, 6]
+    assert encoded.token_type_ids[1] == [0, 0, 0, 1, 1, 1]
+    first = encoded.input_ids[0]
+    assert first[0] == VOCAB["[CLS]"] and first.count(VOCAB["[SEP]"]) == 2 and VOCAB["the1"] in first
+    single = encode_frame(tokenizer, pd.DataFrame({"text": ["good1", "bad1 bad2 bad3 the1"]}), max_len=11)
+    short = single.batch([0])
+    assert short["input_ids"].shape == (1, 3), "a batch is padded to its own longest row"
+    both = single.batch([0, 1])
+    assert both["input_ids"].shape == (2, 6)
+    assert both["attention_mask"][0].tolist() == [1, 1, 1, 0, 0, 0]
+    assert both["input_ids"][0, 3:].tolist() == [VOCAB["[PAD]"]] * 3
+
+
+def test_predictions_do_not_depend_on_batching(tokenizer):
+    model = Classifier(encoder(), 2, generator=torch.Generator().manual_seed(0)).eval()
+    encoded = encode_frame(tokenizer, polarity_frame(11, 5), max_len=16)
+    torch.testing.assert_close(
+        torch.from_numpy(predict_encoded(model, encoded, batch_size=3)),
+        torch.from_numpy(predict_encoded(model, encoded, batch_size=1)),
+        atol=1e-5,
+        rtol=1e-5,
+    )
+
+
+def test_config_errors_name_the_field():
+    for field, value in (
+        ("batch_size", 0),
+        ("epochs", -1),
+        ("lr", 0),
+        ("warmup_fraction", 1.5),
+        ("patience", -1),
+    ):
+        with pytest.raises(ValueError, match=field):
+            FineTuneConfig(**{field: value})
+    assert FineTuneConfig().with_theta({"name": "fast", "lr": 1e-3}).lr == 1e-3
+    with pytest.raises(ValueError, match="learning_rate"):
+        FineTuneConfig().with_theta({"name": "typo", "learning_rate": 1e-3})
+
+
+def test_fine_tune_learns_a_separable_task_and_is_deterministic(tokenizer, tmp_path):
+    task = polarity_task()
+    model, log = fine_tune(encoder(), tokenizer, task, config=FAST, seed=3, progress=False)
+    assert log["best_score"] >= 0.85, log["history"]
+    assert log["main_metric"] == "accuracy" and log["train_size"] == 48
+    assert evaluate(model, tokenizer, "sst2", task.dev, max_len=16)["accuracy"] == log["best_score"]
+    assert not model.training
+    # the same encoder from a save_pretrained directory, the same seed: the same model
+    encoder().save_pretrained(tmp_path)
+    again, log_again = fine_tune(tmp_path, tokenizer, task, config=FAST, seed=3, progress=False)
+    assert log_again["history"] == log["history"]
+    np.testing.assert_array_equal(
+        predict(again, tokenizer, task.test, 16), predict(model, tokenizer, task.test, 16)
+    )
+    other, _ = fine_tune(encoder(), tokenizer, task, config=FAST, seed=4, progress=False)
+    assert not torch.equal(other.out.weight, model.out.weight)
+
+
+def test_early_stopping_keeps_the_best_state(tokenizer):
+    task = polarity_task()
+    frozen = dataclasses.replace(FAST, lr=1e-12, eval_every=2, patience=2, epochs=3)
+    _, log = fine_tune(encoder(), tokenizer, task, config=frozen, seed=0, progress=False)
+    assert log["stopped_early"] and log["steps"] == 6 and len(log["history"]) == 3
+    assert log["best_step"] == 2, "no later evaluation is better than the first"
+
+
+def test_regression_fine_tune_scores_with_correlations(tokenizer):
+    rng = np.random.default_rng(0)
+
+    def pairs(n):
+        a = [" ".join(rng.choice(POSITIVE, 3)) for _ in range(n)]
+        b = [" ".join(rng.choice(NEGATIVE + POSITIVE, 3)) for _ in range(n)]
+        return pd.DataFrame({"text_a": a, "text_b": b, "label": rng.uniform(0, 5, n)})
+
+    task = make_task_data("stsb", pairs(17), pairs(9), pairs(5))
+    config = dataclasses.replace(FAST, epochs=1, batch_size=6)
+    model, log = fine_tune(encoder(), tokenizer, task, config=config, seed=0, progress=False)
+    values = predict(model, tokenizer, task.dev, 16)
+    assert values.dtype == np.float64 and values.shape == (9,)
+    assert log["main_metric"] == "spearman" and set(log["history"][0]) >= {
+        "pearson",
+        "spearman",
+        "train_loss",
+    }
+
+
+class Untouchable:
+    """A test split that fails on any use."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the test split was read ({name})")
+
+    def __len__(self):
+        raise AssertionError("the test split was read (len)")
+
+
+def test_agora_with_the_real_fine_tuning_never_sees_the_test_split(tokenizer):
+    task = dataclasses.replace(polarity_task(), test=Untouchable())
+    assert without_test(task).test.empty
+    fit = make_fit(encoder(), tokenizer, task, dataclasses.replace(FAST, epochs=2))
+    teacher, _ = fine_tune(encoder(1), tokenizer, without_test(task), config=FAST, seed=1, progress=False)
+    labeller = make_labeller(teacher, tokenizer, max_len=16)
+    generate = NearestNeighbourSubstitution(tokenizer, input_embeddings(encoder(2)), k=3, n_new=2)
+    thetas = [{"name": "slow", "lr": 1e-3}, {"name": "fast", "lr": 5e-3}]
+    result = agora(
+        fit,
+        make_predict(tokenizer, 16),
+        labeller,
+        task.train,
+        task.dev,
+        thetas,
+        generate,
+        np.random.default_rng(0),
+        replay=1,
+        progress=False,
+    )
+    assert 2 <= len(result.log) <= 3
+    assert result.log[0]["mistakes"] > 0 and result.log[0]["added"] > 0
+    assert (
+        len(result.train) == len(task.train) + sum(r["added"] for r in result.log) == 48 + len(result.added)
+    )
+    assert result.dev_score == max(s for r in result.log for s in r["scores"].values())
+    np.testing.assert_array_equal(result.added["label"], labeller(result.added[["text"]]))
