@@ -119,7 +119,15 @@ def costs_section(m: dict, tables: Path) -> str:
     )
 
 
-def extract_section(m: dict) -> str:
+def extract_section(m: dict, tables: Path) -> str:
+    exponents = ""
+    if (tables / "extract_exponents.csv").exists():
+        table = markdown_table(read_table(tables / "extract_exponents.csv"))
+        exponents = (
+            "With W = size factors × 1/ê, a space where ê varies less than p and i makes the smallest "
+            "architecture the answer whatever ê says. The same table under other exponents of W "
+            f"(p, i, ê), no training needed:\n\n{table}\n"
+        )
     rows = [
         {
             "search": f"FPTAS, ε = {m['epsilon']}",
@@ -144,6 +152,7 @@ def extract_section(m: dict) -> str:
         f"source) and a predicted latency {_fmt(100 * m['latency_vs_source'], 1)}% of the source's; on the "
         f"Pareto front of the evaluated points: {_fmt(m['chosen_on_pareto_front'])}.\n\n"
         f"{markdown_table(rows, digits=4)}\n"
+        f"{exponents}"
         f"{_figure('extract_pareto.png', 'Evaluated architectures: p against i, coloured by ê')}\n"
         f"{_figure('extract_epsilon_sweep.png', 'Approximation ratio and cost against ε')}\n"
     )
@@ -261,7 +270,9 @@ def render(metrics_dir: str | Path, tables_dir: str | Path, profile: str) -> str
     missing = "*(stage `{}` has not run)*\n"
     parts.append(size_section(tables) if (tables / "bort_sizes.csv").exists() else missing.format("costs"))
     parts.append(costs_section(metrics["costs"], tables) if "costs" in metrics else missing.format("costs"))
-    parts.append(extract_section(metrics["extract"]) if "extract" in metrics else missing.format("extract"))
+    parts.append(
+        extract_section(metrics["extract"], tables) if "extract" in metrics else missing.format("extract")
+    )
     if "pretrain" in metrics and "teacher" in metrics:
         parts.append(pretraining_section(metrics["teacher"], metrics["pretrain"]))
     else:
