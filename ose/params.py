@@ -321,6 +321,7 @@ class FineTune:
     dropout: float
     source_lr: float
     source_epochs: int
+    eval_every: int  # dev evaluations every this many steps (0: each epoch); the best state is kept
     thetas: list[FineTuneTheta]
     replay: int
     generator: Generator
@@ -333,6 +334,8 @@ class FineTune:
         if self.max_train_examples is not None and self.max_train_examples < 10:
             _fail(f"{path}.max_train_examples", f"must be null or at least 10, got {self.max_train_examples}")
         _in_range(f"{path}.max_len", self.max_len, 8, 512)
+        if self.eval_every < 0:
+            _fail(f"{path}.eval_every", f"must be >= 0 (0: once an epoch), got {self.eval_every}")
         for name in ("batch_size", "source_epochs"):
             if getattr(self, name) < 1:
                 _fail(f"{path}.{name}", f"must be a positive integer, got {getattr(self, name)}")

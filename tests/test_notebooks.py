@@ -111,7 +111,10 @@ def test_every_notebook_is_a_stage():
 def test_rendered_notebooks_are_never_a_dependency():
     for name, stage in DVC["stages"].items():
         for dep in stage.get("do", stage).get("deps", []):
-            assert not dep.startswith("reports/"), f"stage {name} depends on a report: {dep}"
+            assert not dep.startswith("reports/notebooks"), (
+                f"stage {name} depends on a rendered notebook: {dep}"
+            )
+            assert not dep.endswith(".ipynb") or dep.startswith("notebooks/"), f"stage {name}: {dep}"
 
 
 def test_no_parameters_tag_is_caught(tmp_path):
