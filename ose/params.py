@@ -321,7 +321,7 @@ class FineTune:
     dropout: float
     source_lr: float
     source_epochs: int
-    eval_every: int  # dev evaluations every this many steps (0: each epoch); the best state is kept
+    eval_every: int  # student dev evaluations every this many steps (0: each epoch); best state kept
     thetas: list[FineTuneTheta]
     replay: int
     generator: Generator
