@@ -12,11 +12,6 @@ from pathlib import Path
 from ose.atomic import write_text_atomic
 
 
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    write_text_atomic(path, text)
-    return Path(path)
-
-
 def _plain(value):
     """JSON-safe plain values (numpy scalars, tuples, NaN)."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
@@ -31,7 +26,7 @@ def _plain(value):
 
 
 def write_json(path: str | Path, data: dict) -> Path:
-    return atomic_write_text(path, json.dumps(_plain(data), indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(_plain(data), indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> dict:
@@ -70,7 +65,7 @@ def write_table(
     writer = csv.DictWriter(buffer, fieldnames=list(rows[0].keys()), lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    csv_path = atomic_write_text(stem.with_suffix(".csv"), buffer.getvalue())
+    csv_path = write_text_atomic(stem.with_suffix(".csv"), buffer.getvalue())
     heading = f"{title}\n\n" if title else ""
-    md_path = atomic_write_text(stem.with_suffix(".md"), heading + markdown_table(rows, columns, digits))
+    md_path = write_text_atomic(stem.with_suffix(".md"), heading + markdown_table(rows, columns, digits))
     return csv_path, md_path

@@ -26,7 +26,7 @@ from typing import Any
 import yaml
 
 from ose import paths
-from ose.arch import Arch, ArchError, enumerate_space
+from ose.arch import PRESETS, Arch, ArchError, enumerate_space
 
 
 class ParamsError(ValueError):
@@ -223,6 +223,17 @@ class Distill:
             _fail(f"{path}.temperature", f"must be positive, got {self.temperature}")
 
 
+def _check_thetas(path: str, thetas: list) -> None:
+    """Θ: at least one hyperparameter set, distinct names, learning rates in (0, 1]."""
+    if not thetas:
+        _fail(path, "Θ must hold at least one hyperparameter set")
+    names = [t.name for t in thetas]
+    if len(set(names)) != len(names):
+        _fail(path, f"names must be distinct, got {names}")
+    for k, theta in enumerate(thetas):
+        _in_range(f"{path}[{k}].lr", theta.lr, 0, 1, low_open=True)
+
+
 @dataclass(frozen=True)
 class Theta:
     """One hyperparameter set θ ∈ Θ of the surrogate-error training."""
@@ -260,13 +271,8 @@ class Extract:
         if len(self.exponents) != 3 or any(x < 0 for x in self.exponents):
             _fail(f"{path}.exponents", f"must be three non-negative numbers, got {self.exponents}")
         _in_range(f"{path}.seq_len", self.seq_len, 8, 512)
-        if not self.thetas:
-            _fail(f"{path}.thetas", "Θ must hold at least one hyperparameter set")
-        names = [t.name for t in self.thetas]
-        if len(set(names)) != len(names):
-            _fail(f"{path}.thetas", f"names must be distinct, got {names}")
+        _check_thetas(f"{path}.thetas", self.thetas)
         for k, theta in enumerate(self.thetas):
-            _in_range(f"{path}.thetas[{k}].lr", theta.lr, 0, 1, low_open=True)
             _in_range(f"{path}.thetas[{k}].warmup_steps", theta.warmup_steps, 0, self.max_steps)
 
 
@@ -342,13 +348,8 @@ class FineTune:
         _in_range(f"{path}.warmup_fraction", self.warmup_fraction, 0, 1)
         _in_range(f"{path}.dropout", self.dropout, 0, 1, high_open=True)
         _in_range(f"{path}.source_lr", self.source_lr, 0, 1, low_open=True)
-        if not self.thetas:
-            _fail(f"{path}.thetas", "Θ must hold at least one hyperparameter set")
-        names = [t.name for t in self.thetas]
-        if len(set(names)) != len(names):
-            _fail(f"{path}.thetas", f"names must be distinct, got {names}")
+        _check_thetas(f"{path}.thetas", self.thetas)
         for k, theta in enumerate(self.thetas):
-            _in_range(f"{path}.thetas[{k}].lr", theta.lr, 0, 1, low_open=True)
             if theta.epochs < 1:
                 _fail(f"{path}.thetas[{k}].epochs", f"must be a positive integer, got {theta.epochs}")
         if self.replay < 0:
@@ -359,7 +360,7 @@ class FineTune:
         _in_range(f"{path}.generator.fraction", g.fraction, 0, 1, low_open=True)
 
 
-PRESET_NAMES = ("bert-large", "bert-base", "bort-released", "bort-paper", "all-MiniLM-L6-v2", "roberta-large")
+PRESET_NAMES = tuple(PRESETS)
 
 
 @dataclass(frozen=True)
