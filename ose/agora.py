@@ -278,6 +278,12 @@ def _piece_kind(token: str | None) -> int:
     return kind if any(c.isalnum() for c in body) else kind + 3
 
 
+def _writable(surface: str) -> bool:
+    """Whether a token's decoded text can replace a word: not empty, printable, no U+FFFD."""
+    text = surface.strip()
+    return bool(text) and text.isprintable() and "\ufffd" not in text
+
+
 class NearestNeighbourSubstitution:
     """Agora's generator g for text: new points near a mistake in the teacher's input-embedding space.
 
@@ -285,9 +291,10 @@ class NearestNeighbourSubstitution:
     side chosen at random; the other is kept), picks `fraction` of its replaceable tokens (at least
     one) and replaces each by one of its `k` nearest neighbours by cosine similarity in `embeddings`
     (the teacher's `get_input_embeddings().weight`, (V, H)), chosen uniformly. Never replaced, and
-    never a neighbour: special tokens and bracketed vocabulary entries such as [unused0]; the token
-    itself; a token of another kind (a ## continuation only by a continuation). The text is edited
-    in place through the tokenizer's character offsets, so casing and untouched words survive.
+    never a neighbour: special tokens, bracketed vocabulary entries such as [unused0] and entries
+    that decode to no printable text (a byte-level BPE's lone bytes, `_writable`); the token itself;
+    a token of another kind (a ## continuation only by a continuation). The text is edited in place
+    through the tokenizer's character offsets, so casing and untouched words survive.
     `max_tokens` limits the choice to the first tokens, those a model truncating there reads.
 
     Neighbours are computed only for the token ids met, in chunks of `chunk_size` rows against the
@@ -322,6 +329,12 @@ class NearestNeighbourSubstitution:
         blocked.update(
             i for i, t in enumerate(tokens) if t is None or (t.startswith("[") and t.endswith("]"))
         )
+        # A byte-level BPE vocabulary (RoBERTa, GPT-2) holds the 256 single bytes: alone, a byte of a
+        # multi-byte character decodes to U+FFFD and a control byte to a control character; "Ġ" alone
+        # (a space) decodes to nothing. Such a token cannot be written into a text, so it is never a
+        # neighbour. (A WordPiece vocabulary has none: every entry decodes to printable text.)
+        surfaces = tokenizer.batch_decode([[i] for i in range(known)])
+        blocked.update(i for i, s in enumerate(surfaces) if not _writable(s))
         self.blocked = frozenset(blocked)
         self.allowed = torch.ones(vocab, dtype=torch.bool)  # (V,)
         self.allowed[sorted(i for i in blocked if i < vocab)] = False

@@ -3,7 +3,7 @@
 import json
 
 from ose.io import write_json, write_table
-from ose.report import PAPER, read_metrics, render
+from ose.report import PAPER, PAPER_GLUE, read_metrics, render
 
 
 def test_report_renders_from_metrics(tmp_path):
@@ -45,12 +45,29 @@ def test_report_renders_from_metrics(tmp_path):
             },
         },
     )
+    write_json(
+        metrics / "finetune" / "rte.json",
+        {
+            "profile": "paper",
+            "metric": "accuracy",
+            **{
+                m: {"scores": [0.6, 0.62], "mean": 0.61, "std": 0.0141}
+                for m in ("source", "student_plain", "student_agora")
+            },
+        },
+    )
     text = render(metrics, tables, "smoke")
     assert "Profile **smoke**" in text
     assert "The paper's figures match the **bort-paper** shape" in text
-    assert "| imdb | accuracy | 0.7500 ± 0.0707 |" in text
     assert "0.500 without Agora, 0.900 with it (17 points added)" in text
     assert "*(stage `extract` has not run)*" in text and "*(stage `benchmark` has not run)*" in text
     assert PAPER["nlu"] in text
-    assert set(read_metrics(metrics)) == {"agora_torus", "finetune/imdb"}
+    # a GLUE task's row carries the paper's score beside ours, and names the profile that produced it
+    assert "| rte | paper | accuracy | 0.6100 ± 0.0141 |" in text
+    assert "| 2 | 82.7 (accuracy) |" in text
+    assert "| imdb | n/a | accuracy | 0.7500 ± 0.0707 |" in text
+    # the paper's per-task reference table, every GLUE task with Bort's and BERT-large's score
+    for task, (metric, bort, large) in PAPER_GLUE.items():
+        assert f"| GLUE | {task} | {metric} | {bort} | {large} |" in text
+    assert set(read_metrics(metrics)) == {"agora_torus", "finetune/imdb", "finetune/rte"}
     json.loads((metrics / "finetune" / "imdb.json").read_text())
