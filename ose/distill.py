@@ -67,6 +67,12 @@ class FixedSample:
         labels = self.labels[k]
         return self.inputs[k], labels, self.teacher_logits[k], labels[labels != IGNORE]
 
+    def to(self, device: torch.device | str) -> FixedSample:
+        """The same sample on `device` (the candidates train where their sample is)."""
+        return FixedSample(
+            self.inputs.to(device), self.labels.to(device), [t.to(device) for t in self.teacher_logits]
+        )
+
     def to_dict(self) -> dict:
         return {"inputs": self.inputs, "labels": self.labels, "teacher_logits": self.teacher_logits}
 
@@ -131,10 +137,15 @@ def surrogate_error(
 ) -> dict:
     """ê(ξ): held-out distillation loss of a freshly initialised ξ after `steps` steps on B.
 
-    Same (ξ, θ, seed) ⇒ same ê: initialisation, batch order and dropout are all seeded.
+    Same (ξ, θ, seed) ⇒ same ê: initialisation, batch order and dropout are all seeded. The model
+    trains on the device of the samples (`FixedSample.to`); it is initialised on the CPU, so its
+    starting weights do not depend on the device.
     """
     start = time.perf_counter()
-    model = build_model(arch, embedding, head="mlm", seed=seed).train()
+    device = train.inputs.device
+    if heldout.inputs.device != device:
+        raise ValueError(f"train sample on {device}, held-out sample on {heldout.inputs.device}")
+    model = build_model(arch, embedding, head="mlm", seed=seed).to(device).train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup_steps, steps))
     torch.manual_seed(seed)  # dropout

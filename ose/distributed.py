@@ -36,12 +36,25 @@ def torchrun(module: str, job_path: str | Path, nproc: int, threads: int = 1) ->
     subprocess.run(command, check=True, env=env)
 
 
+def worker_device() -> torch.device:
+    """This worker's device: GPU `LOCAL_RANK` (torchrun's, 0 outside it) when GPUs are present, else CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
 @contextmanager
 def process_group() -> Iterator[tuple[int, int]]:
-    """(rank, world size) of this worker; joins and leaves the process group when world > 1."""
+    """(rank, world size) of this worker; joins and leaves the process group when world > 1.
+
+    With GPUs, each worker first makes its own GPU the current device: NCCL needs one GPU per
+    process, and collectives on Python objects (`gather_object`) stage them on the current device.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     if world > 1:
+        if torch.cuda.is_available():
+            torch.cuda.set_device(worker_device())
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield rank, world

@@ -15,7 +15,6 @@ where each rank takes its slice of the same global batch and DDP averages the gr
 from __future__ import annotations
 
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from ose.arch import Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
-from ose.distributed import process_group, torchrun
+from ose.distributed import process_group, torchrun, worker_device
 from ose.mlm import IGNORE, MaskedLogits, mask_tokens, masked_logits
 from ose.teacher import fingerprint, heldout_evaluator, save_pretrained
 from ose.training import TrainConfig, train
@@ -93,9 +92,7 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     blocks, _ = load_blocks(job.corpus_dir)
     embedding = Embedding(**job.embedding)
     student = build_model(Arch.parse(job.arch), embedding, head="mlm", seed=config.seed)
-    device = torch.device(
-        f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    )
+    device = worker_device()
     student.to(device)
     if teacher is not None:
         teacher.to(device)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 from ose.arch import Arch, Embedding
 from ose.atomic import atomic_path, write_text_atomic
 from ose.distill import FixedSample, KDWeights, surrogate_error
-from ose.distributed import process_group, torchrun
+from ose.distributed import process_group, torchrun, worker_device
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
 
@@ -99,7 +99,9 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
     keep = list(read_shards(job.shard_dir, settings, shard.name).values())  # rewritten after each pair
     if todo:
         sample = torch.load(job.sample_path, weights_only=False)
-        train, heldout = FixedSample.from_dict(sample["train"]), FixedSample.from_dict(sample["heldout"])
+        device = worker_device()  # this worker's GPU when there are GPUs
+        train = FixedSample.from_dict(sample["train"]).to(device)
+        heldout = FixedSample.from_dict(sample["heldout"]).to(device)
         embedding, weights = Embedding(**job.embedding), KDWeights(**job.weights)
         for arch, theta in tqdm(todo, desc=f"surrogate error (rank {rank})", disable=not progress or rank):
             result = surrogate_error(

@@ -80,6 +80,33 @@ def test_surrogate_error_is_deterministic_and_learns(teacher):
     assert fitted["error"] < 0.95 * untrained
 
 
+def test_candidates_train_on_the_device_of_their_sample(teacher, monkeypatch):
+    """A worker's samples go to its device; ê is the same as training on the sample's CPU copy."""
+    from ose import distributed
+
+    train = fixed_sample(toy_blocks(), 2, 5, 9, teacher, ToyTokenizer(), seed=0)
+    heldout = fixed_sample(toy_blocks(seed=1), 1, 5, 9, teacher, ToyTokenizer(), seed=1)
+    moved = train.to("cpu")
+    assert moved is not train and torch.equal(moved.inputs, train.inputs)
+    assert all(torch.equal(a, b) for a, b in zip(moved.teacher_logits, train.teacher_logits, strict=True))
+    args = (Arch(1, 2, 16, 23), EMB)
+    kwargs = {"steps": 3, "lr": 3e-3, "warmup_steps": 1, "weights": KDWeights(), "seed": 0}
+    assert (
+        surrogate_error(*args, moved, heldout, **kwargs)["error"]
+        == surrogate_error(*args, train, heldout, **kwargs)["error"]
+    )
+    with pytest.raises(ValueError, match="held-out sample on meta"):
+        surrogate_error(*args, train, heldout.to("meta"), **kwargs)
+    # the worker's device: CPU without GPUs, GPU LOCAL_RANK with them (torchrun sets LOCAL_RANK)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert distributed.worker_device() == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    assert distributed.worker_device() == torch.device("cuda", 3)
+    monkeypatch.delenv("LOCAL_RANK")
+    assert distributed.worker_device() == torch.device("cuda", 0)
+
+
 def make_job(tmp_path, teacher, archs=("D1-A2-H16-I23", "D2-A4-H16-I9", "D1-A3-H15-I7")):
     train = fixed_sample(toy_blocks(), 3, 4, 9, teacher, ToyTokenizer(), seed=0)
     heldout = fixed_sample(toy_blocks(seed=1), 1, 4, 9, teacher, ToyTokenizer(), seed=1)
