@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ose.agora import NearestNeighbourSubstitution, agora
+from ose.agora import NearestNeighbourSubstitution, agora_on_task
 from ose.finetune import (
     FineTuneConfig,
     evaluate,
@@ -68,23 +68,21 @@ def compare_on_task(
     rows, rounds, added = [], [], []
     predict = make_predict(tokenizer, student_config.max_len, student_config.eval_batch_size)
     for seed in tqdm(seeds, desc=f"{task.name}: seeds", disable=not progress):
-        train = sample_rows(selection_task.train, max_train_examples, seed)
-        seeded_task = dataclasses.replace(selection_task, train=train)
-        source, _ = fine_tune(
-            source_encoder, tokenizer, seeded_task, train, source_config, seed, progress=False
+        seeded_task = dataclasses.replace(
+            selection_task, train=sample_rows(selection_task.train, max_train_examples, seed)
         )
-        fit = make_fit(student_encoder, tokenizer, seeded_task, student_config)
-        result = agora(
-            fit,
+        source, _ = fine_tune(
+            source_encoder, tokenizer, seeded_task, config=source_config, seed=seed, progress=False
+        )
+        result = agora_on_task(
+            seeded_task,
+            make_fit(student_encoder, tokenizer, seeded_task, student_config),
             predict,
             make_labeller(source, tokenizer, source_config.max_len),
-            train,
-            seeded_task.dev,
             thetas,
             generator,
             np.random.default_rng(seed),
             replay=replay,
-            is_regression=task.is_regression,
             progress=False,
         )
         for name, model, config in (
@@ -109,7 +107,7 @@ def compare_on_task(
     return {
         "task": task.name,
         "metric": task.main_metric,
-        "train_size": len(train),
+        "train_size": len(seeded_task.train),
         "test_size": len(test),
         **summary,
         "rows": rows,

@@ -44,8 +44,8 @@ class FineTuneConfig:
 
     patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
     early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
-    max_train_examples: train on a seeded random sample of at most this many rows (None: all); it
-    applies to whatever train frame is given, Agora's grown one included.
+    A fit trains on the whole frame it is given: sampling the train split is the caller's
+    (`sample_rows`, once per seed), so Agora's grown frames keep every point it added.
     """
 
     epochs: int = 3
@@ -59,7 +59,6 @@ class FineTuneConfig:
     patience: int = 0
     eval_every: int = 0
     eval_batch_size: int = 64
-    max_train_examples: int | None = None
 
     def __post_init__(self) -> None:
         positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
@@ -71,14 +70,6 @@ class FineTuneConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if self.max_train_examples is not None and (
-            isinstance(self.max_train_examples, bool)
-            or not isinstance(self.max_train_examples, int)
-            or self.max_train_examples < 1
-        ):
-            raise ValueError(
-                f"max_train_examples must be None or a positive integer, got {self.max_train_examples!r}"
-            )
         if not (isinstance(self.lr, int | float) and self.lr > 0):
             raise ValueError(f"lr must be a positive number, got {self.lr!r}")
         if not 0 <= self.warmup_fraction <= 1:
@@ -323,7 +314,6 @@ def fine_tune(
     """
     config = config or FineTuneConfig()
     train_frame = task.train if train_frame is None else train_frame
-    train_frame = sample_rows(train_frame, config.max_train_examples, seed)
     if len(train_frame) == 0:
         raise ValueError(f"{task.name}: the train frame is empty")
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

@@ -30,7 +30,7 @@ def write_json(path: str | Path, data: dict) -> Path:
 
 
 def read_json(path: str | Path) -> dict:
-    return json.loads(Path(path).read_text())
+    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def _cell(value, digits: int) -> str:

@@ -7,10 +7,9 @@ literals are the paper's own claims (`PAPER`), each labelled as the paper's.
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
-from ose.io import markdown_table
+from ose.io import markdown_table, read_json
 
 # The paper's claims (de Wynter & Perry 2020, abstract and §4-§5), shown as references only.
 PAPER = {
@@ -52,10 +51,7 @@ PAPER_AVERAGES = {"GLUE score": ("83.6", "80.5"), "SuperGLUE score": ("74.1", "6
 def read_metrics(metrics_dir: str | Path) -> dict[str, dict]:
     """Every `*.json` under `metrics_dir`, keyed by its path without suffix (e.g. `finetune/imdb`)."""
     root = Path(metrics_dir)
-    return {
-        str(p.relative_to(root).with_suffix("")): json.loads(p.read_text())
-        for p in sorted(root.rglob("*.json"))
-    }
+    return {str(p.relative_to(root).with_suffix("")): read_json(p) for p in sorted(root.rglob("*.json"))}
 
 
 def _value(text: str):
@@ -85,9 +81,11 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _produced_by(stage: str, m: dict | None) -> str:
+def _produced_by(m: dict | None, *stages: str) -> str:
+    """The line under a section's title: which stage(s) wrote its numbers, under which profile."""
+    names = " and ".join(f"`{stage}`" for stage in stages)
     profile = (m or {}).get("profile", "n/a")
-    return f"*Stage `{stage}`, profile `{profile}`.*\n\n"
+    return f"*Stage{'s' if len(stages) > 1 else ''} {names}, profile `{profile}`.*\n\n"
 
 
 def _figure(name: str, caption: str) -> str:
@@ -119,7 +117,7 @@ def size_section(tables: Path, costs: dict | None = None) -> str:
         else "Neither shape matches all of the paper's figures"
     )
     return (
-        f"## 1. Bort's size\n\n{_produced_by('costs', costs)}Paper: {PAPER['size']}. Exact counts:\n\n"
+        f"## 1. Bort's size\n\n{_produced_by(costs, 'costs')}Paper: {PAPER['size']}. Exact counts:\n\n"
         f"{body}\n"
         f'{verdict} (within 5%); "effective" is everything but the embedding.\n'
     )
@@ -139,7 +137,7 @@ def costs_section(m: dict, tables: Path) -> str:
     settings = m["settings"]
     return (
         "## 2. Cost functions: are p and i polynomial in ⟨D, A, H, I⟩?\n\n"
-        f"{_produced_by('costs', m)}"
+        f"{_produced_by(m, 'costs')}"
         f"p(ξ) is counted exactly. i(ξ) is CPU latency (batch {settings['batch_size']}, length "
         f"{settings['seq_len']}, {settings['threads']} thread(s)) fitted by a non-negative polynomial in the "
         "operation-count monomials and scored on architectures left out of the fit:\n\n"
@@ -178,7 +176,7 @@ def extract_section(m: dict, tables: Path) -> str:
     ]
     return (
         "## 3. Optimal subarchitecture extraction (the FPTAS)\n\n"
-        f"{_produced_by('extract', m)}"
+        f"{_produced_by(m, 'extract')}"
         f"Space of {m['n_space']} architectures, {m['n_candidates']} candidates at ε = {m['epsilon']}, "
         f"approximation ratio W(ε)/W(ε=1) = **{_fmt(m['approx_ratio'])}**. The extracted architecture "
         f"**{m['arch']}** has {_fmt(m['params'])} parameters ({_fmt(100 * m['params_vs_source'], 1)}% of the "
@@ -217,7 +215,7 @@ def pretraining_section(teacher: dict, m: dict) -> str:
     verdict = "helps" if m["distillation_helps"] else "does not help"
     return (
         "## 4. Teacher and distillation pretraining\n\n"
-        f"*Stages `teacher` and `pretrain`, profile `{m.get('profile', 'n/a')}`.*\n\n"
+        f"{_produced_by(m, 'teacher', 'pretrain')}"
         "Held-out text, the same fixed masking for every row:\n\n"
         f"{markdown_table(rows, digits=4)}\nAt this budget ({m['steps']} steps), distillation **{verdict}** "
         "over masked-LM training alone (masked-token accuracy).\n\n"
@@ -308,7 +306,7 @@ def speed_section(m: dict) -> str:
     for row in rows:
         row["ours"], row["paper"] = _fmt(row["ours"], 2), _fmt(row["paper"], 1)
     return (
-        f"## 6. CPU speed\n\n{_produced_by('benchmark', m)}"
+        f"## 6. CPU speed\n\n{_produced_by(m, 'benchmark')}"
         "Single-request latency ratios (smallest batch measured), every model timed in "
         f"one run on {env['cpu']} ({env['cores']} cores), torch {env['torch']}; GEMM peak "
         f"{m['gemm_peak_gflops']:.1f} GFLOP/s.\n\n{markdown_table(rows)}\n"

@@ -98,6 +98,22 @@ def jitter(n_new):
 THETAS = [{"name": n} for n in ("t1", "t2", "t3", "t4")]
 
 
+def run_scripted(fit, thetas, *, wrong=1, n_new=1, seed=0, **options):
+    """Agora on a 9-row train and 5-row dev frame, `wrong` dev mistakes, `n_new` points per mistake."""
+    return agora(
+        fit,
+        wrong_on_first(wrong),
+        CountingLabeller(),
+        numeric_frame(9, 0),
+        numeric_frame(5, 1),
+        thetas,
+        jitter(n_new),
+        np.random.default_rng(seed),
+        progress=False,
+        **options,
+    )
+
+
 def test_rounds_follow_the_removal_rule_then_replay_the_best_theta():
     fit = ScriptedFit({"t1": [0.6, 0.7], "t2": [0.5], "t3": [0.5], "t4": [0.8, 0.7, 0.75, 0.85]})
     train, dev = numeric_frame(11, 0), numeric_frame(7, 1)
@@ -131,17 +147,7 @@ def test_rounds_follow_the_removal_rule_then_replay_the_best_theta():
 
 def test_best_model_is_kept_across_rounds_and_ties_keep_the_earliest():
     fit = ScriptedFit({"a": [0.9, 0.4], "b": [0.7, 0.9]})
-    result = agora(
-        fit,
-        wrong_on_first(1),
-        CountingLabeller(),
-        numeric_frame(9, 0),
-        numeric_frame(5, 1),
-        [{"name": "a"}, {"name": "b"}],
-        jitter(2),
-        np.random.default_rng(0),
-        progress=False,
-    )
+    result = run_scripted(fit, [{"name": "a"}, {"name": "b"}], n_new=2)
     assert len(result.log) == 2
     assert result.model is fit.models[0] and result.best_round == 1 and result.theta["name"] == "a"
 
@@ -152,18 +158,7 @@ def test_terminates_within_theta_plus_replay_rounds(seed):
     names = [f"t{k}" for k in range(7)]
     scores = {n: list(rng.integers(0, 3, size=20) / 4) for n in names}  # many ties
     fit = ScriptedFit(scores)
-    result = agora(
-        fit,
-        wrong_on_first(1),
-        CountingLabeller(),
-        numeric_frame(9, 0),
-        numeric_frame(5, 1),
-        [{"name": n} for n in names],
-        jitter(1),
-        np.random.default_rng(seed),
-        replay=1,
-        progress=False,
-    )
+    result = run_scripted(fit, [{"name": n} for n in names], seed=seed, replay=1)
     regular = [r for r in result.log if not r["replay"]]
     assert 1 <= len(regular) <= len(names) and len(result.log) == len(regular) + 1
     assert all(len(r["removed"]) >= 1 for r in regular)
@@ -236,18 +231,7 @@ def test_theta_names_are_checked():
 def test_same_rng_seed_same_run():
     def run(seed):
         fit = ScriptedFit({"a": [0.5], "b": [0.6, 0.7, 0.65]})
-        result = agora(
-            fit,
-            wrong_on_first(3),
-            CountingLabeller(),
-            numeric_frame(9, 0),
-            numeric_frame(5, 1),
-            [{"name": "a"}, {"name": "b"}],
-            jitter(2),
-            np.random.default_rng(seed),
-            replay=1,
-            progress=False,
-        )
+        result = run_scripted(fit, [{"name": "a"}, {"name": "b"}], wrong=3, n_new=2, seed=seed, replay=1)
         return result.added, fit.calls
 
     (a, calls_a), (b, calls_b), (c, _) = run(3), run(3), run(4)
