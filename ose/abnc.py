@@ -10,9 +10,10 @@ pooler (classification) and as the masked-LM head that pretraining uses.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from ose.arch import BERT_EMBEDDING, Arch, Embedding
-from ose.cost_model import LatencySettings, measure_parts
+from ose.cost_model import LatencySettings, measure_parts, measure_parts_cached
 from ose.costs import op_count, param_count
 
 CONDITIONS = ("p_A_le_B", "i_A_le_B", "p_C_le_B", "i_C_le_B", "p_Cmlm_le_B", "i_Cmlm_le_B")
@@ -53,15 +54,23 @@ def part_table(
     settings: LatencySettings,
     embedding: Embedding = BERT_EMBEDDING,
     seed: int = 0,
+    cache_path: Path | None = None,
 ) -> list[dict]:
-    """One row per (ξ, part): parameters, FLOPs and measured latency of A, B, C and C_mlm."""
+    """One row per (ξ, part): parameters, FLOPs and measured latency of A, B, C and C_mlm.
+
+    With `cache_path` (the latency cache of stage costs) timings are reused, never re-measured.
+    """
     rows = []
     for arch in archs:
         p = param_count(arch, embedding, "pooler")
         i = op_count(arch, settings.seq_len, embedding, "pooler")
         p_mlm = param_count(arch, embedding, "mlm")
         i_mlm = op_count(arch, settings.seq_len, embedding, "mlm")
-        timings = measure_parts(arch, settings, embedding, seed)
+        timings = (
+            measure_parts_cached(space_name, arch, settings, cache_path, embedding, seed)
+            if cache_path is not None
+            else measure_parts(arch, settings, embedding, seed)
+        )
         for key, part, params, flops, timing in (
             ("A", "A (embeddings)", p.embedding, i.embedding, timings["A"]),
             ("B", "B (one layer)", p.layer, i.layer, timings["B"]),

@@ -31,3 +31,17 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def save_torch_atomic(obj: object, path: str | Path) -> Path:
+    """`torch.save` to `path` atomically, with bytes that depend only on `obj`.
+
+    Saving to an open file handle, not to a path: given a path, `torch.save` names the archive's
+    top folder after the file, and the temporary file's name is random, so equal tensors would get
+    different bytes (and a DVC output a new md5) on every run.
+    """
+    import torch
+
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        torch.save(obj, f)
+    return Path(path)

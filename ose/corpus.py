@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ose.atomic import atomic_path, write_text_atomic
+from ose.atomic import save_torch_atomic, write_text_atomic
 
 NO_LICENCE = "research data set without an explicit licence; research use only, cite the paper"
 
@@ -480,8 +480,7 @@ def save_blocks(
             raise ValueError(
                 f"split {name!r} must be a 2-D int64 tensor, got {blocks.dtype} {tuple(blocks.shape)}"
             )
-        with atomic_path(directory / f"{name}.pt") as tmp:
-            torch.save(blocks.contiguous(), tmp)
+        save_torch_atomic(blocks.contiguous(), directory / f"{name}.pt")
         shapes[name] = list(blocks.shape)
     record = {**provenance, "splits": shapes}
     write_text_atomic(directory / PROVENANCE_FILE, json.dumps(record, indent=2, default=str) + "\n")

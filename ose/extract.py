@@ -8,7 +8,6 @@ and as `extracted.json`, the stable name later stages read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,12 +17,12 @@ import torch
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, Embedding, from_bert_config
-from ose.atomic import atomic_path, write_text_atomic
+from ose.atomic import save_torch_atomic, write_text_atomic
 from ose.cost_model import CostModel
 from ose.costs import op_count, param_count
 from ose.distill import fixed_sample
+from ose.fingerprint import mapping_digest, state_digest, tensor_digest
 from ose.fptas import Choice, Point, space_points
-from ose.teacher import fingerprint
 
 EXTRACTED = "extracted.json"
 
@@ -59,11 +58,9 @@ def write_sample(
     """
     train = fixed_sample(blocks["train"], steps, batch_size, seq_len, teacher, tokenizer, seed)
     heldout = fixed_sample(blocks["heldout"], heldout_batches, batch_size, seq_len, teacher, tokenizer, seed)
-    with atomic_path(path) as tmp:
-        torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, tmp)
-    parts = [fingerprint(t) for t in (train.inputs, train.labels, heldout.inputs, heldout.labels)]
-    parts += [fingerprint(p.detach()) for p in teacher.parameters()]
-    return hashlib.sha256("".join(parts).encode()).hexdigest()[:16]
+    save_torch_atomic({"train": train.to_dict(), "heldout": heldout.to_dict()}, path)
+    parts = [tensor_digest(t) for t in (train.inputs, train.labels, heldout.inputs, heldout.labels)]
+    return mapping_digest({"sample": parts, "teacher": state_digest(teacher)})
 
 
 def describe(choice: Choice, embedding: Embedding, cost_model: CostModel, source: Arch) -> dict:

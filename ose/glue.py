@@ -12,6 +12,7 @@ Either way the result is a `TaskData` whose test split is the official dev set a
 is a seeded, label-stratified part of the official train set (DESIGN.md §2).
 """
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -62,7 +63,13 @@ GLUE_TASKS = tuple(GLUE_TSV)
 
 def _parse_label(value: str, label_names: tuple[str, ...] | None, where: str) -> float | int:
     if label_names is None:
-        return float(value)
+        try:
+            score = float(value)
+        except ValueError:
+            raise ValueError(f"{where}: score {value!r} is not a number") from None
+        if not math.isfinite(score):
+            raise ValueError(f"{where}: score {value!r} is not a finite number")
+        return score
     if value in label_names:
         return label_names.index(value)
     if value.isdigit() and int(value) < len(label_names):
@@ -80,7 +87,11 @@ def read_glue_file(path: str | Path, task: str) -> pd.DataFrame:
     if lines and lines[-1] == "":
         lines.pop()
     lines = [line.removesuffix("\r") for line in lines]
+    if not lines:
+        raise ValueError(f"{path}:1: empty file, expected tab-separated rows of GLUE task {task!r}")
     first = 1 if layout.has_header else 0
+    if len(lines) == first:
+        raise ValueError(f"{path}:2: no data rows after the header")
     if layout.has_header:
         header = lines[0].split("\t")
         missing = [name for name in layout.fields if name not in header]
@@ -90,7 +101,7 @@ def read_glue_file(path: str | Path, task: str) -> pd.DataFrame:
         width = len(header)
     else:
         positions = [int(p) for p in layout.fields]
-        width = len(lines[0].split("\t")) if lines else 0
+        width = len(lines[0].split("\t"))
     rows, skipped = [], 0
     for number, line in enumerate(lines[first:], start=first + 1):
         values = line.split("\t")

@@ -3,7 +3,8 @@
 `profiles/default.yaml` is the embedded default in full; other profiles (`smoke`, `paper`) are
 overlays that name only what they change. `python -m ose.params use NAME` writes the merged,
 validated profile to `params.yaml`, which is what DVC tracks and what users edit for ablations.
-`python -m ose.params check [FILE]` validates a file.
+`python -m ose.params check [FILE]` validates a file, then checks it against what is installed
+(`check_environment`: the source model and the task corpora).
 
 Validation is strict: an unknown key, a missing key, a wrong type or an invalid value is a
 `ParamsError` that names the key path (e.g. `spaces.default.hidden[2]`) and what is allowed.
@@ -15,10 +16,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import os
 import sys
 import types
 import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +48,14 @@ def _positive_ints(path: str, values: list[int]) -> None:
             _fail(f"{path}[{k}]", f"must be a positive integer, got {value}")
     if len(set(values)) != len(values):
         _fail(path, f"has duplicates: {values}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's legacy seeding and the tokenizers' shuffles take 32-bit seeds
+
+
+def _check_seed(path: str, value: int) -> None:
+    if not 0 <= value <= MAX_SEED:
+        _fail(path, f"must be an integer in [0, {MAX_SEED}], got {value}")
 
 
 def _in_range(
@@ -158,6 +169,12 @@ class Data:
             _fail(f"{path}.corpus_sources", f"name at least one of {list(CORPORA)}")
         _in_range(f"{path}.dev_fraction", self.dev_fraction, 0, 0.5, low_open=True)
         _in_range(f"{path}.test_fraction", self.test_fraction, 0, 0.5, low_open=True)
+        if self.dev_fraction + self.test_fraction >= 1:
+            _fail(
+                f"{path}.test_fraction",
+                f"{path}.dev_fraction + {path}.test_fraction is "
+                f"{self.dev_fraction + self.test_fraction}, which would leave no train split; it must be < 1",
+            )
         _in_range(f"{path}.corpus_heldout_fraction", self.corpus_heldout_fraction, 0, 0.5, low_open=True)
         _in_range(f"{path}.block_size", self.block_size, 8, 512)
         if self.max_examples is not None and self.max_examples < 10:
@@ -337,6 +354,8 @@ class FineTune:
             _fail(f"{path}.tasks", "name at least one task of data.tasks or data.glue_tasks")
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             _fail(f"{path}.seeds", f"must be distinct seeds, at least one, got {self.seeds}")
+        for k, seed in enumerate(self.seeds):
+            _check_seed(f"{path}.seeds[{k}]", seed)
         if self.max_train_examples is not None and self.max_train_examples < 10:
             _fail(f"{path}.max_train_examples", f"must be null or at least 10, got {self.max_train_examples}")
         _in_range(f"{path}.max_len", self.max_len, 8, 512)
@@ -404,8 +423,7 @@ class Params:
     benchmark: Benchmark
 
     def validate(self, path: str) -> None:
-        if self.seed < 0:
-            _fail("seed", f"must be a non-negative integer, got {self.seed}")
+        _check_seed("seed", self.seed)
         for name in ("default", "paper"):
             if name not in self.spaces:
                 _fail("spaces", f"must define the space {name!r}; has {sorted(self.spaces)}")
@@ -478,6 +496,8 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             _fail(path, f"must be a number, got {value!r}")
+        if not math.isfinite(value):
+            _fail(path, f"must be a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -509,12 +529,35 @@ def from_dict(data: dict) -> Params:
     return _build(Params, data, "")
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (as for DVC),
+    not the silent last-one-wins of PyYAML."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key, line = self.construct_object(key_node), key_node.start_mark.line + 1
+            if key in first_line:
+                raise _DuplicateKey(f"{line}: duplicate key {key!r} (first at line {first_line[key]})")
+            first_line[key] = line
+        return super().construct_mapping(node, deep)
+
+
 def read_yaml(path: str | Path) -> dict:
+    """The mapping in a YAML file; errors name the file (and the line, for a duplicate key)."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
     except FileNotFoundError:
         raise ParamsError(f"parameter file not found: {path}") from None
+    except _DuplicateKey as exc:
+        raise ParamsError(f"{path}:{exc}") from None
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -522,12 +565,128 @@ def read_yaml(path: str | Path) -> dict:
     return data
 
 
-def load(path: str | Path = paths.PARAMS) -> Params:
-    """Read and validate a parameter file (default: the repository's `params.yaml`)."""
+def load(path: str | Path = paths.PARAMS, environment: bool = False) -> Params:
+    """Read and validate a parameter file (default: the repository's `params.yaml`).
+
+    With `environment`, also `check_environment` (the installed source and corpora).
+    """
+    data = read_yaml(path)
     try:
-        return from_dict(read_yaml(path))
+        params = from_dict(data)
+        if environment:
+            check_environment(params)
     except ParamsError as exc:
         raise ParamsError(f"{path}: {exc}") from None
+    return params
+
+
+# --- what validation cannot see: the installed source and corpora ----------------------------
+
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index
+
+
+def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]] | None = None) -> None:
+    """Check `params` against what is installed; `from_dict` cannot, as it reads no files.
+
+    `source.model` must resolve offline (`ose.teacher.resolve_source`); its positions must hold
+    `data.block_size`, `finetune.max_len` and `benchmark.seq_lens`; for each of our own tasks the
+    split sizes (`ose.tasks.task_split_sizes`, from the corpus's class counts) must leave every
+    split an example of each class (of at least one class, for a multi-class task), and the
+    fine-tuning sample of `finetune.max_train_examples` must hold two classes for every seed.
+    `readers` (task name → corpus reader) is for tests. Raises `ParamsError`.
+    """
+    from ose.teacher import SourceUnavailable, resolve_source
+
+    try:
+        where = resolve_source(params.source.model)
+    except SourceUnavailable as exc:
+        raise ParamsError(str(exc)) from None
+    _check_positions(params, where)
+    for name in params.data.tasks:
+        _check_task_splits(params, name, readers)
+
+
+def _check_positions(params: Params, where: str) -> None:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        _fail(
+            "source.model", f"cannot read the config of {params.source.model!r}: {str(exc).splitlines()[0]}"
+        )
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    how = f"max_position_embeddings {limit}"
+    if config.model_type in ROBERTA_LIKE:
+        offset = (config.pad_token_id or 0) + 1
+        limit -= offset
+        how += f" minus {offset}, as {config.model_type} position ids start after the padding index"
+    lengths = [("data.block_size", params.data.block_size), ("finetune.max_len", params.finetune.max_len)]
+    lengths += [(f"benchmark.seq_lens[{k}]", n) for k, n in enumerate(params.benchmark.seq_lens)]
+    for path, length in lengths:
+        if length > limit:
+            _fail(
+                path,
+                f"must be <= {limit}, the positions source.model {params.source.model!r} can encode "
+                f"({how}), got {length}",
+            )
+
+
+def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable[[], Any]] | None) -> None:
+    from ose.tasks import OWN_TASK_READERS, build_task, task_spec, task_split_sizes
+
+    data, spec = params.data, task_spec(name)
+    corpus = (OWN_TASK_READERS if readers is None else readers)[name]()
+    counts = [corpus.labels.count(label) for label in spec.label_names]
+    sizes = task_split_sizes(
+        counts,
+        dev_fraction=data.dev_fraction,
+        test_fraction=data.test_fraction,
+        max_examples=data.max_examples,
+    )
+    binary = len(counts) == 2
+    for k, split in enumerate(("train", "dev", "test")):
+        per_class = [s[k] for s in sizes]
+        if sum(per_class) and (min(per_class) or not binary):
+            continue
+        if data.max_examples is not None and data.max_examples < len(corpus.labels):
+            key, value = "data.max_examples", data.max_examples
+        elif split == "train":
+            key, value = (
+                "data.test_fraction",
+                f"{data.test_fraction} (with data.dev_fraction {data.dev_fraction})",
+            )
+        else:
+            key, value = f"data.{split}_fraction", getattr(data, f"{split}_fraction")
+        shown = ", ".join(f"{s} {[c[j] for c in sizes]}" for j, s in enumerate(("train", "dev", "test")))
+        need = "at least one example of each class" if binary else "at least one example"
+        _fail(
+            key,
+            f"{value} gives {name} splits of {shown} examples per class ({', '.join(spec.label_names)}); "
+            f"every split needs {need}",
+        )
+    limit = params.finetune.max_train_examples
+    if name not in params.finetune.tasks or limit is None:
+        return
+    from ose.finetune import sample_rows
+
+    task = build_task(
+        name,
+        dev_fraction=data.dev_fraction,
+        test_fraction=data.test_fraction,
+        seed=params.seed,
+        max_examples=data.max_examples,
+        readers={name: lambda: corpus},
+    )
+    for k, seed in enumerate(params.finetune.seeds):
+        if sample_rows(task.train, limit, seed)["label"].nunique() < 2:
+            _fail(
+                "finetune.max_train_examples",
+                f"{limit} draws a train sample of one class for {name} with finetune.seeds[{k}] = {seed} "
+                f"(from a train split of {len(task.train)}); raise it, or null: the whole train split",
+            )
 
 
 # --- profiles -------------------------------------------------------------------------------
@@ -604,7 +763,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "check":
-            params = load(args.file)
+            params = load(args.file, environment=True)
             print(f"{args.file}: valid (profile {params.profile!r})")
         else:
             use_profile(args.profile)

@@ -28,8 +28,9 @@ from ose.atomic import write_text_atomic
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
 from ose.distributed import process_group, torchrun, worker_device
+from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
 from ose.mlm import IGNORE, MaskedLogits, mask_tokens, masked_logits
-from ose.teacher import fingerprint, heldout_evaluator, save_pretrained
+from ose.teacher import heldout_evaluator, save_pretrained
 from ose.training import TrainConfig, train
 
 HISTORY = "history.json"
@@ -104,19 +105,33 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         blocks["train"], job.batch_size, tokenizer, embedding.vocab_size, teacher, weights, rank, world
     )
     run_key = {
-        "blocks": fingerprint(blocks["train"]),
+        "blocks": tensor_digest(blocks["train"]),
         "batch_size": job.batch_size,
         "world": world,
         "weights": job.weights,
         "arch": job.arch,
+        "embedding": job.embedding,
+        "tokenizer": tokenizer_digest(tokenizer),
+        "teacher": state_digest(teacher) if teacher is not None else None,
     }
     history = train(
         wrapped, loss_fn, config, job.checkpoint_dir, lambda _: evaluate(student), progress, run_key=run_key
     )
     if rank == 0:
         save_pretrained(student.cpu(), tokenizer, job.out_dir)
-        write_text_atomic(Path(job.out_dir) / HISTORY, json.dumps(history, indent=1) + "\n")
+        write_history(history, job)
     return history
+
+
+def write_history(history: list[dict], job: PretrainJob) -> None:
+    """The history beside the student without wall-clock times, with them beside the checkpoint.
+
+    The student folder is a dependency of later stages: an identical retrain must give identical
+    bytes, so timings (which `launch` returns) live in the checkpoint folder, which nothing reads.
+    """
+    untimed = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    write_text_atomic(Path(job.out_dir) / HISTORY, json.dumps(untimed, indent=1) + "\n")
+    write_text_atomic(Path(job.checkpoint_dir) / HISTORY, json.dumps(history, indent=1) + "\n")
 
 
 def write_job(job: PretrainJob, path: str | Path) -> Path:
@@ -131,7 +146,7 @@ def launch(job: PretrainJob, nproc: int = 1, progress: bool = True) -> list[dict
     if nproc == 1:
         return run(job, progress=progress)
     torchrun("ose.pretrain", write_job(job, Path(job.checkpoint_dir) / "job.json"), nproc, job.threads or 1)
-    return json.loads((Path(job.out_dir) / HISTORY).read_text())
+    return json.loads((Path(job.checkpoint_dir) / HISTORY).read_text())
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -131,6 +131,18 @@ def merge(job: SurrogateJob, rows: list[dict]) -> list[dict]:
     return [by_key[(a, t["name"])] for a, t in job.pairs()]
 
 
+def worker_seconds(table: list[dict]) -> float:
+    """Training time of the busiest worker: the table's wall time, less start-up.
+
+    Computed from the rows (which the cache keeps), not from a clock: a re-run that finds every
+    row cached reports the time the table took to compute, and writes the same metrics.
+    """
+    per_rank: dict[str, float] = {}
+    for row in table:
+        per_rank[row["rank"]] = per_rank.get(row["rank"], 0.0) + row["seconds"]
+    return max(per_rank.values(), default=0.0)
+
+
 def write_job(job: SurrogateJob, path: str | Path) -> Path:
     write_text_atomic(path, json.dumps(asdict(job), indent=2) + "\n")
     return Path(path)

@@ -16,6 +16,7 @@ Spearman for STS-B, Matthews correlation for CoLA, accuracy otherwise.
 """
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -145,6 +146,8 @@ def make_task_data(
         frame = frame[columns].reset_index(drop=True)
         if spec.is_regression:
             frame = frame.astype({"label": float})
+            if not np.isfinite(frame["label"]).all():
+                raise ValueError(f"{name} {split} split has non-finite labels (NaN or infinity)")
         else:
             frame = frame.astype({"label": int})
             bad = ~frame["label"].between(0, spec.num_labels - 1)
@@ -182,6 +185,20 @@ def eval_texts(task: TaskData) -> set[str]:
 # Seeded splits
 
 
+def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
+    """Sizes of the parts `stratified_split` makes of a group of `n` (one class).
+
+    Each later part gets `round(fraction * n)` (Python rounds halves to even: 0.5 → 0) while rows
+    last; the first part gets the rest.
+    """
+    sizes, left = [], n
+    for fraction in fractions[1:]:
+        size = min(int(round(fraction * n)), left)
+        sizes.append(size)
+        left -= size
+    return [left, *sizes]
+
+
 def stratified_split(
     labels: Sequence[Any] | None, n: int, fractions: Sequence[float], rng: np.random.Generator
 ) -> list[np.ndarray]:
@@ -189,8 +206,8 @@ def stratified_split(
 
     `fractions[1:]` are the sizes of the later parts (e.g. `(train, dev, test)` → dev and test);
     `fractions[0]` is implied by them and is only checked. With `labels`, each class is split on
-    its own (rounded per class), so every part keeps the label mix; with `labels=None` the split
-    is plain random (regression). Indices inside each part are sorted (original order).
+    its own (rounded per class, see `split_sizes`), so every part keeps the label mix; with
+    `labels=None` the split is plain random (regression). Indices inside each part are sorted.
     """
     fractions = list(fractions)
     if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
@@ -206,9 +223,9 @@ def stratified_split(
     parts: list[list[np.ndarray]] = [[] for _ in fractions]
     for group in groups:
         order = group[rng.permutation(len(group))]
+        _, *sizes = split_sizes(len(group), fractions)
         start = 0
-        for k in range(1, len(fractions)):
-            size = int(round(fractions[k] * len(group)))
+        for k, size in enumerate(sizes, start=1):
             parts[k].append(order[start : start + size])
             start += size
         parts[0].append(order[start:])
@@ -235,6 +252,24 @@ OWN_TASK_READERS: Mapping[str, Callable[[], Any]] = {
 }
 
 
+def _subsample_fractions(n: int, max_examples: int | None) -> tuple[float, float] | None:
+    """(dropped, kept) fractions of `build_task`'s stratified subsample; None: all rows kept."""
+    if max_examples is None or max_examples >= n:
+        return None
+    rest = 1 - max_examples / n
+    return rest, 1 - rest
+
+
+def task_split_sizes(
+    class_counts: Sequence[int], *, dev_fraction: float, test_fraction: float, max_examples: int | None
+) -> list[list[int]]:
+    """Per class, the [train, dev, test] sizes `build_task` gives a corpus with these class counts."""
+    subsample = _subsample_fractions(sum(class_counts), max_examples)
+    kept = [split_sizes(n, subsample)[1] if subsample else n for n in class_counts]
+    fractions = (1 - dev_fraction - test_fraction, dev_fraction, test_fraction)
+    return [split_sizes(n, fractions) for n in kept]
+
+
 def build_task(
     name: str,
     *,
@@ -247,7 +282,8 @@ def build_task(
     """A seeded, label-stratified train/dev/test split of one of our own tasks (`OWN_TASKS`).
 
     `max_examples` first draws a stratified subsample of that size (the rest of the corpus is
-    then neither train, dev nor test). Same arguments ⇒ same splits. `readers` is for tests.
+    then neither train, dev nor test). Same arguments ⇒ same splits, of the sizes that
+    `task_split_sizes` computes. `readers` is for tests.
     """
     check_name("name", name, OWN_TASKS)
     corpus = readers[name]()
@@ -255,9 +291,9 @@ def build_task(
     label_ids = [spec.label_names.index(label) for label in corpus.labels]
     rng = np.random.default_rng(seed)
     index = np.arange(len(corpus.texts))
-    if max_examples is not None and max_examples < len(index):
-        rest = 1 - max_examples / len(index)
-        _, index = stratified_split(label_ids, len(index), (rest, 1 - rest), rng)
+    subsample = _subsample_fractions(len(index), max_examples)
+    if subsample:
+        _, index = stratified_split(label_ids, len(index), subsample, rng)
     frame = pd.DataFrame({"text": [corpus.texts[i] for i in index], "label": [label_ids[i] for i in index]})
     train_fraction = 1 - dev_fraction - test_fraction
     train, dev, test = stratified_split(
@@ -310,10 +346,28 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else str(value)
 
 
-def _read_jsonl(path: Path, columns: Sequence[str]) -> pd.DataFrame:
+def _read_jsonl(path: Path, columns: Sequence[str], regression: bool) -> pd.DataFrame:
+    """Rows of a split file; a line that is not a row of this task is a `path:line:` error."""
     # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
     lines = path.read_text(encoding="utf-8").split("\n")
-    rows = [json.loads(line) for line in lines if line]
+    if not any(lines):
+        raise ValueError(f"{path}:1: empty file, expected one JSON object per line")
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line:
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}")
+        label = row.get("label")
+        if regression and (isinstance(label, bool) or not isinstance(label, (int, float))):
+            raise ValueError(f"{path}:{number}: label {label!r} is not a number")
+        if regression and not math.isfinite(label):
+            raise ValueError(f"{path}:{number}: label {label!r} is not a finite number")
+        rows.append(row)
     return pd.DataFrame(rows, columns=list(columns))
 
 
@@ -322,7 +376,10 @@ def load_task(directory: str | Path) -> TaskData:
     directory = Path(directory)
     meta = json.loads((directory / TASK_FILE).read_text(encoding="utf-8"))
     columns = [*meta["text_columns"], "label"]
-    splits = {split: _read_jsonl(directory / f"{split}.jsonl", columns) for split in meta["sizes"]}
+    regression = meta["is_regression"]
+    splits = {
+        split: _read_jsonl(directory / f"{split}.jsonl", columns, regression) for split in meta["sizes"]
+    }
     for split, size in meta["sizes"].items():
         if len(splits[split]) != size:
             raise ValueError(

@@ -11,7 +11,6 @@ afresh, so fill-mask is noise until the head and encoder are adapted by masked-L
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import os
 import shutil
@@ -23,16 +22,27 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, from_bert_config
+from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
 from ose.mlm import evaluate_mlm, mask_tokens, mlm_loss
 from ose.training import TrainConfig, train
 
 
 class SourceUnavailable(RuntimeError):
-    """The source model cannot be found offline."""
+    """The source model cannot be found (offline): one line naming `source.model` and the fix."""
+
+
+def _looks_like_path(spec: str) -> bool:
+    """A path, not a hub id: hub ids are `name` or `org/name` (on POSIX `/` is also os.sep)."""
+    return spec.startswith((".", "/", "~")) or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec)
 
 
 def resolve_source(spec: str) -> str:
-    """A directory or hub id that `from_pretrained` accepts, for a source spec."""
+    """A directory or hub id that `from_pretrained` accepts, for a source spec.
+
+    A spec is `package:NAME` (an installed package with `get_model_path()`), a local directory
+    holding config.json, or a hub id, which offline must be in the Hugging Face cache. Anything
+    else raises `SourceUnavailable` before any model is loaded.
+    """
     if spec.startswith("package:"):
         distribution = spec.removeprefix("package:")
         module_name = distribution.replace("-", "_")
@@ -46,7 +56,37 @@ def resolve_source(spec: str) -> str:
         if not hasattr(module, "get_model_path"):
             raise SourceUnavailable(f"source.model {spec!r}: {module_name} has no get_model_path()")
         return str(module.get_model_path())
-    return spec
+    local = Path(spec).expanduser()
+    if local.is_dir():
+        if not (local / "config.json").is_file():
+            raise SourceUnavailable(
+                f"source.model {spec!r}: the directory has no config.json; point source.model at a "
+                "model saved with save_pretrained"
+            )
+        return str(local)
+    if _looks_like_path(spec):
+        raise SourceUnavailable(
+            f"source.model {spec!r}: no such directory ({local.absolute()}); point source.model at a "
+            "model directory, a hub id or 'package:NAME'"
+        )
+    from huggingface_hub import constants, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        cached = try_to_load_from_cache(spec, "config.json")
+    except HFValidationError:
+        raise SourceUnavailable(
+            f"source.model {spec!r}: not a local directory, an installed package ('package:NAME') "
+            "nor a valid hub id ('name' or 'org/name')"
+        ) from None
+    if isinstance(cached, str) or not constants.is_offline_mode():
+        return spec  # cached, or online: from_pretrained downloads it
+    raise SourceUnavailable(
+        f"source.model {spec!r}: not a local directory and not in the Hugging Face cache "
+        f"({constants.HF_HUB_CACHE}), and the hub is offline; download it once where a "
+        f"network is available (`hf download {spec}` or `huggingface-cli download {spec}`), or point "
+        "source.model at a local directory"
+    )
 
 
 def load_masked_lm(spec: str) -> tuple[nn.Module, object]:
@@ -58,11 +98,9 @@ def load_masked_lm(spec: str) -> tuple[nn.Module, object]:
     except OSError as exc:
         if Path(where).exists():
             raise
-        raise SourceUnavailable(
-            f"source.model {spec!r} is not a local directory and is not in the Hugging Face cache, "
-            "and the hub is offline (HF_HUB_OFFLINE=1). Download it once where a network is "
-            f"available (`huggingface-cli download {spec}`), or point source.model at a local "
-            f"directory. ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        raise SourceUnavailable(  # a hub id whose cached copy is incomplete, or an unreachable hub
+            f"source.model {spec!r}: cannot be loaded from the hub or its cache "
+            f"({type(exc).__name__}: {str(exc).splitlines()[0]})"
         ) from None
     return model, tokenizer
 
@@ -106,16 +144,12 @@ def adapt(
     """Masked-LM training of the whole source model (encoder and head) on packed blocks."""
     loss_fn = mlm_batch_loss(blocks, batch_size, tokenizer, model.config.vocab_size)
     run_key = {
-        "blocks": fingerprint(blocks),
+        "blocks": tensor_digest(blocks),
         "batch_size": batch_size,
-        "start": fingerprint(next(iter(model.parameters())).detach()),
+        "start": state_digest(model),  # the source's weights and the fresh head's
+        "tokenizer": tokenizer_digest(tokenizer),
     }
     return train(model, loss_fn, config, checkpoint_dir, evaluate, progress, run_key=run_key)
-
-
-def fingerprint(tensor: torch.Tensor) -> str:
-    """A short content hash of a tensor: which data (or which initial weights) a run used."""
-    return hashlib.sha256(tensor.contiguous().numpy().tobytes()).hexdigest()[:16]
 
 
 def save_pretrained(model: nn.Module, tokenizer, directory: str | Path) -> Path:
@@ -135,7 +169,11 @@ def save_pretrained(model: nn.Module, tokenizer, directory: str | Path) -> Path:
 def heldout_evaluator(
     blocks: torch.Tensor, tokenizer, batch_size: int, seed: int
 ) -> Callable[[nn.Module], dict]:
-    """evaluate(model) for `ose.training.train`: held-out masked-LM metrics, same masking each time."""
+    """evaluate(model) for `ose.training.train`: held-out masked-LM metrics, same masking each time.
+
+    Its `identity` (which blocks, masking and tokenizer) joins a checkpoint's key: a history logged
+    on other held-out data is never resumed.
+    """
     specials = special_ids(tokenizer)
 
     def evaluate(model: nn.Module) -> dict:
@@ -149,4 +187,10 @@ def heldout_evaluator(
             seed=seed,
         )
 
+    evaluate.identity = {
+        "heldout": tensor_digest(blocks),
+        "batch_size": batch_size,
+        "seed": seed,
+        "tokenizer": tokenizer_digest(tokenizer),
+    }
     return evaluate

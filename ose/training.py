@@ -19,7 +19,7 @@ import torch.distributed as dist
 from torch import nn
 from tqdm.auto import tqdm
 
-from ose.atomic import atomic_path
+from ose.atomic import save_torch_atomic
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -72,8 +72,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    save_torch_atomic(state, path)
 
 
 def train(
@@ -91,8 +90,9 @@ def train(
     loss_fn(model, generator) draws its own batch from `generator` and returns the loss.
     evaluate(model) returns a dict of held-out metrics, logged every `eval_every` steps and at the
     end. `stop_after` ends the run early after that step (as an interruption would; for tests).
-    A checkpoint is resumed only when it was written with the same config and `run_key` (plain
-    values identifying the data and starting point); any other checkpoint is ignored and replaced.
+    A checkpoint is resumed only when it was written with the same config, `run_key` (plain
+    values fingerprinting every input: data, starting weights, teacher, tokenizer; `ose.fingerprint`)
+    and evaluation (`evaluate.identity`, when it has one); any other is ignored and replaced.
     Returns the history: one dict per step (step, loss, lr, seconds) plus evaluation entries.
     """
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
@@ -101,7 +101,7 @@ def train(
         optimizer, linear_schedule(config.warmup_steps, config.steps)
     )
     start, history = 0, []
-    identity = {**asdict(config), **(run_key or {})}
+    identity = {**asdict(config), **(run_key or {}), "evaluation": getattr(evaluate, "identity", None)}
     core = getattr(model, "module", model)  # the model inside a DistributedDataParallel wrapper
     rank = dist.get_rank() if dist.is_initialized() else 0
     if path is not None and path.exists():
@@ -114,7 +114,12 @@ def train(
             if rank == 0:
                 print(f"resuming from {path} at step {start}")
         elif rank == 0:
-            print(f"ignoring {path}: written by a run with other settings or data")
+            changed = sorted(
+                k
+                for k in identity.keys() | state["identity"].keys()
+                if identity.get(k) != state["identity"].get(k)
+            )
+            print(f"starting over: {path} was written with other inputs ({', '.join(changed)})")
     model.train()
     clock = time.perf_counter()
     elapsed = history[-1]["seconds"] if history else 0.0

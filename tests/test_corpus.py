@@ -179,6 +179,15 @@ def test_save_and_load_blocks_round_trip(tmp_path):
         save_blocks(tmp_path, {"bad": torch.zeros(3, 4)}, {})
 
 
+def test_saved_blocks_have_the_same_bytes_every_time(tmp_path):
+    """Equal tensors must give equal files: DVC hashes them, and a new md5 re-runs every later stage."""
+    splits = {"train": torch.arange(35).reshape(5, 7)}
+    save_blocks(tmp_path / "a", splits, {"seed": 3})
+    save_blocks(tmp_path / "b", splits, {"seed": 3})
+    for name in ("train.pt", "provenance.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
 def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
     target = tmp_path / "x.txt"
     target.write_text("old")

@@ -81,6 +81,15 @@ def test_measurement_resumes_from_the_cache(tmp_path, monkeypatch):
     assert len(calls) == 2, "rows measured with other settings are not reused"
 
 
+def test_refit_from_the_cache_gives_the_same_model(tmp_path):
+    """A re-run that measures nothing must fit the model the first run fitted, to the last bit."""
+    cache = tmp_path / "cache.csv"
+    first = cost_model.fit_space("tiny", SPACE, 8, TINY, 0.25, 0, cache, progress=False)
+    again = cost_model.fit_space("tiny", SPACE, 8, TINY, 0.25, 0, cache, progress=False)
+    assert again.model == first.model
+    assert again.rows == first.rows
+
+
 def test_measure_parts_times_every_part():
     parts = cost_model.measure_parts(Arch(2, 4, 36, 37), TINY, Embedding(99, 19, 2))
     assert set(parts) == {"A", "B", "C_pooler", "C_mlm"}

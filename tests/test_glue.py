@@ -244,3 +244,36 @@ def test_hub_bad_names_are_value_errors(tmp_path):
         load_hub_task("squad", "plain_text")
     with pytest.raises(HubDatasetUnavailable, match="'aps/super_glue', config 'boolq'"):
         load_hub_task("aps/super_glue", "boolq", cache_dir=tmp_path)
+
+
+STSB_HEADER = "index\tsentence1\tsentence2\tscore\n"
+
+
+@pytest.mark.parametrize("task", ["rte", "cola"])
+def test_empty_file_is_an_error_naming_it(tmp_path, task):
+    empty = tmp_path / "train.tsv"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match=r"train\.tsv:1: empty file"):
+        read_glue_file(empty, task)
+
+
+def test_header_only_file_is_an_error(tmp_path):
+    header_only = tmp_path / "dev.tsv"
+    header_only.write_text("index\tsentence1\tsentence2\tlabel\n")
+    with pytest.raises(ValueError, match=r"dev\.tsv:2: no data rows after the header"):
+        read_glue_file(header_only, "rte")
+
+
+@pytest.mark.parametrize(
+    "score,message",
+    [
+        ("abc", "score 'abc' is not a number"),
+        ("nan", "score 'nan' is not a finite number"),
+        ("inf", "score 'inf' is not a finite number"),
+    ],
+)
+def test_bad_regression_label_names_file_and_line(tmp_path, score, message):
+    bad = tmp_path / "train.tsv"
+    bad.write_text(f"{STSB_HEADER}0\ta\tb\t4.5\n1\tc\td\t{score}\n")
+    with pytest.raises(ValueError, match=rf"train\.tsv:3: {message}"):
+        read_glue_file(bad, "stsb")

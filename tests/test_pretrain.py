@@ -1,10 +1,12 @@
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from dataclasses import asdict, replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -65,7 +67,59 @@ def test_pretraining_saves_a_loadable_student(workdir):
     assert check_loads(job.out_dir) == Arch(1, 3, 15, 7)
     assert [h["step"] for h in history if "masked_acc" in h] == [3, 6]
     assert final_evaluation(history)["masked_tokens"] > 0
-    assert json.loads((workdir / "plain" / "student" / HISTORY).read_text()) == history
+    untimed = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+    assert json.loads((workdir / "plain" / "student" / HISTORY).read_text()) == untimed
+    assert json.loads((workdir / "plain" / "checkpoints" / HISTORY).read_text()) == history
+
+
+def student_files(job) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(Path(job.out_dir).iterdir())}
+
+
+def test_identical_retrain_gives_identical_student_folder(workdir):
+    """The student folder is a dependency of later stages: no wall-clock time may enter it."""
+    first = make_job(workdir, "retrain_a")
+    launch(first, progress=False)
+    again = replace(first, checkpoint_dir=str(workdir / "retrain_b" / "checkpoints"))
+    shutil.rmtree(first.out_dir)
+    launch(again, progress=False)  # from scratch: another checkpoint folder
+    a = student_files(again)
+    launch(first, progress=False)  # resumes the first run's final checkpoint
+    assert student_files(first) == a
+
+
+def test_a_changed_teacher_retrains_the_student(workdir, capsys):
+    """A checkpoint distilled from another teacher is never resumed (it once was, silently)."""
+    root = workdir / "teacher_change"
+    shutil.copytree(workdir / "teacher", root / "teacher")
+    job = replace(make_job(workdir, "teacher_change", steps=4), teacher_dir=str(root / "teacher"))
+    launch(job, progress=False)
+    old = weights(job)
+    tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
+    other = build_model(Arch(2, 4, 16, 23), EMB, head="mlm", seed=1)
+    save_pretrained(other, tokenizer, job.teacher_dir)
+    capsys.readouterr()
+    history = launch(job, progress=False)
+    assert "starting over" in capsys.readouterr().out
+    assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
+    fresh = replace(job, checkpoint_dir=str(root / "fresh"), out_dir=str(root / "fresh_student"))
+    launch(fresh, progress=False)
+    assert any(not torch.equal(old[k], weights(job)[k]) for k in old)
+    for key, value in weights(fresh).items():
+        torch.testing.assert_close(weights(job)[key], value, rtol=0, atol=0, msg=key)
+
+
+def test_mlm_only_arm_ignores_the_teacher_weights(workdir, capsys):
+    """The MLM-only control does not read the teacher's weights, so a new teacher does not reset it."""
+    root = workdir / "mlm_keep"
+    shutil.copytree(workdir / "teacher", root / "teacher")
+    job = replace(make_job(workdir, "mlm_keep", steps=4, beta=0.0), teacher_dir=str(root / "teacher"))
+    launch(job, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
+    save_pretrained(build_model(Arch(2, 4, 16, 23), EMB, head="mlm", seed=1), tokenizer, job.teacher_dir)
+    capsys.readouterr()
+    launch(job, progress=False)
+    assert "resuming" in capsys.readouterr().out
 
 
 def test_mlm_only_baseline_needs_no_teacher(workdir):

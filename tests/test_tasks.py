@@ -18,8 +18,10 @@ from ose.tasks import (
     save_task,
     score,
     split_off_dev,
+    split_sizes,
     stratified_split,
     task_spec,
+    task_split_sizes,
 )
 
 TOPICS = ("business", "entertainment", "politics", "sports", "tech")
@@ -65,6 +67,29 @@ def test_stratified_split_without_labels_and_bad_fractions():
     assert len(a) == 6 and len(b) == 3
     with pytest.raises(ValueError, match="sum to 1"):
         stratified_split(None, 9, (0.5, 0.4), np.random.default_rng(1))
+
+
+@pytest.mark.parametrize(
+    "fractions", [(0.6, 0.2, 0.2), (0.0, 0.5, 0.5), (0.8, 0.1, 0.1), (0.7, 0.15, 0.15), (2 / 3, 1 / 3)]
+)
+def test_split_sizes_are_the_sizes_stratified_split_makes(fractions):
+    for n in range(30):
+        parts = stratified_split(None, n, fractions, np.random.default_rng(n))
+        assert split_sizes(n, fractions) == [len(p) for p in parts]
+    assert split_sizes(5, (0.8, 0.1, 0.1)) == [5, 0, 0]  # round(0.5) == 0: Python rounds half to even
+    assert split_sizes(3, (0.0, 0.5, 0.5)) == [0, 2, 1]  # the last part gets what is left
+
+
+@pytest.mark.parametrize("max_examples", [None, 19, 12, 100])
+def test_task_split_sizes_are_the_sizes_build_task_makes(max_examples):
+    task = build_task(
+        "bbc", dev_fraction=0.2, test_fraction=0.1, seed=1, max_examples=max_examples, readers=FAKE
+    )
+    sizes = task_split_sizes(TOPIC_COUNTS, dev_fraction=0.2, test_fraction=0.1, max_examples=max_examples)
+    built = [
+        [int((split["label"] == c).sum()) for split in (task.train, task.dev, task.test)] for c in range(5)
+    ]
+    assert sizes == built
 
 
 def test_build_task_is_seeded_stratified_and_disjoint():
@@ -232,3 +257,24 @@ def test_split_off_dev_for_regression_is_plain_random():
     train, dev = split_off_dev(frame, 3 / 11, np.random.default_rng(2), stratify=False)
     assert len(dev) == 3 and len(train) == 8
     assert sorted(train["text_a"].tolist() + dev["text_a"].tolist()) == list("abcdefghijk")
+
+
+@pytest.mark.parametrize(
+    "line,message",
+    [
+        ("", r"dev\.jsonl:1: empty file"),
+        ('{"text_a": "a", "text_b": "b", "label": "abc"}\n', r"dev\.jsonl:1: label 'abc' is not a number"),
+        ('{"text_a": "a", "text_b": "b", "label": NaN}\n', r"dev\.jsonl:1: label nan is not a finite number"),
+        ('{"text_a": "a", "text_b": "b", "label": 1.0\n', r"dev\.jsonl:1: not a JSON object"),
+    ],
+)
+def test_load_task_names_the_bad_line(tmp_path, line, message):
+    save_task(_pair_task("stsb", [0.0, 1.25, 5.0, 3.5, 2.2]), tmp_path)
+    (tmp_path / "dev.jsonl").write_text(line)
+    with pytest.raises(ValueError, match=message):
+        load_task(tmp_path)
+
+
+def test_make_task_data_rejects_non_finite_regression_labels():
+    with pytest.raises(ValueError, match="stsb train split has non-finite labels"):
+        _pair_task("stsb", [0.0, float("nan"), 5.0, 3.5, 2.2])

@@ -10,7 +10,6 @@ from ose.teacher import (
     SourceUnavailable,
     adapt,
     check_architecture,
-    fingerprint,
     heldout_evaluator,
     load_masked_lm,
     resolve_source,
@@ -76,7 +75,43 @@ def test_adapting_the_source_improves_held_out_masked_lm(minilm_path):
     assert history[-1]["mlm_ce"] < before["mlm_ce"]
 
 
-def test_fingerprint_tells_data_apart():
-    a = torch.arange(10)
-    assert fingerprint(a) == fingerprint(torch.arange(10))
-    assert fingerprint(a) != fingerprint(torch.arange(1, 11))
+@pytest.mark.parametrize("relative", ["missing", "./missing", "~/missing-ose-model"])
+def test_missing_local_directory_is_named(tmp_path, monkeypatch, relative):
+    monkeypatch.chdir(tmp_path)
+    spec = relative if relative != "missing" else str(tmp_path / "missing")
+    with pytest.raises(SourceUnavailable, match=r"^source\.model '.*missing.*': no such directory"):
+        resolve_source(spec)
+    with pytest.raises(SourceUnavailable, match="no such directory"):
+        load_masked_lm(spec)
+
+
+def test_directory_without_config_is_named(tmp_path):
+    with pytest.raises(SourceUnavailable, match=r"^source\.model '.*': the directory has no config\.json"):
+        resolve_source(str(tmp_path))
+
+
+@pytest.mark.parametrize("spec", ["not a repo id", "bad--name", "org/"])
+def test_invalid_hub_id_gives_one_clear_line(spec):
+    with pytest.raises(
+        SourceUnavailable, match=rf"^source\.model '{spec}': not a local directory, an installed"
+    ):
+        resolve_source(spec)
+
+
+def test_hub_id_must_be_in_the_cache_offline(tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path))
+    message = (
+        r"^source\.model 'org/tiny': not a local directory and not in the Hugging Face cache .*`hf download"
+    )
+    with pytest.raises(SourceUnavailable, match=message):
+        resolve_source("org/tiny")
+    snapshot = tmp_path / "models--org--tiny" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text("{}")
+    (tmp_path / "models--org--tiny" / "refs").mkdir()
+    (tmp_path / "models--org--tiny" / "refs" / "main").write_text("abc123")
+    assert resolve_source("org/tiny") == "org/tiny"
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # online: downloaded on use
+    assert resolve_source("org/other") == "org/other"

@@ -110,5 +110,5 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path, capsys):
     history = train(
         other, loss_fn(blocks), TrainConfig(steps=3, lr=1e-3, warmup_steps=0), tmp_path, progress=False
     )
-    assert "ignoring" in capsys.readouterr().out
+    assert "starting over" in capsys.readouterr().out
     assert [h["step"] for h in history] == [1, 2, 3]
