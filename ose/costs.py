@@ -2,7 +2,7 @@
 
 The network is f = C ∘ B_D ∘ … ∘ B_1 ∘ A (the paper's AB^nC form): A the embeddings, B one encoder
 layer, C the output head. Counts are given per part so the AB^nC property can be checked rather
-than assumed. `param_count` must equal `sum(p.numel())` of `ose.arch.build_model` exactly.
+than assumed (`ose.abnc`). `param_count` must equal `sum(p.numel())` of `ose.arch.build_model` exactly.
 
 The operation count is in floating-point operations for one sequence of length L: a multiply-add
 counts as 2, and the cheap element-wise work (bias, residual, softmax, LayerNorm, GELU) is counted
@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from ose.arch import BERT_EMBEDDING, Arch, ArchError, Embedding
+from ose.paper import BORT_SIZE
 
 HEADS = ("pooler", "none", "mlm")
 
@@ -150,24 +151,9 @@ def op_count(
     )
 
 
-def abnc_conditions(params: PartCounts, ops: PartCounts) -> dict[str, bool]:
-    """The AB^nC property's four conditions: A and C no more costly than one B, in p and in i."""
-    return {
-        "p_A_le_B": params.embedding <= params.layer,
-        "p_C_le_B": params.head <= params.layer,
-        "i_A_le_B": ops.embedding <= ops.layer,
-        "i_C_le_B": ops.head <= ops.layer,
-    }
-
-
-# The paper's size claims for Bort (de Wynter & Perry 2020, §4): total and embedding parameters,
+# The paper's size claims for Bort (`ose.paper.BORT_SIZE`): total and embedding parameters,
 # and its size relative to BERT-large, in full and "effective" (without embeddings).
-PAPER_BORT_CLAIMS = {
-    "total_M": 56.0,
-    "embedding_M": 39.0,
-    "pct_of_bert_large": 16.0,
-    "effective_pct_of_bert_large": 5.5,
-}
+PAPER_BORT_CLAIMS = BORT_SIZE
 
 
 def bort_size_claims(

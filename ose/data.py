@@ -1,4 +1,4 @@
-"""The data layer in one import (DESIGN.md §4 names it `ose.data`).
+"""The data layer in one import (docs/science.md, "Where it lives", names it `ose.data`).
 
 It lives in three modules named after what they hold:
 `ose.corpus` (pretraining text from installed packages, exclusion of eval text, block packing),
@@ -8,6 +8,7 @@ It lives in three modules named after what they hold:
 
 import torch
 
+from ose.configs import Data  # noqa: F401 (re-exported)
 from ose.corpus import (
     CORPUS_NAMES,
     Corpus,

@@ -19,21 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ose.arch import Arch, Embedding, build_model
+from ose.configs import KDWeights, SurrogateTheta  # noqa: F401 (re-exported)
 from ose.mlm import IGNORE, mask_tokens, masked_logits
-from ose.training import linear_schedule
+from ose.training import TrainConfig
+from ose.training import train as train_loop
 
-
-@dataclass(frozen=True)
-class KDWeights:
-    alpha: float = 0.1  # weight of the masked-LM cross-entropy against the true tokens
-    beta: float = 0.5  # weight of the distillation term
-    temperature: float = 2.0
-
-    def __post_init__(self) -> None:
-        if self.alpha < 0 or self.beta < 0 or self.alpha + self.beta == 0:
-            raise ValueError(f"alpha and beta must be >= 0 and not both 0, got {self}")
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be positive, got {self.temperature}")
+# The masked-LM loss alone (no teacher): the baseline arm of stage `pretrain`, same code path.
+MLM_ONLY = KDWeights(alpha=1.0, beta=0.0, temperature=1.0)
 
 
 def kd_loss(
@@ -137,6 +129,9 @@ def surrogate_error(
 ) -> dict:
     """ê(ξ): held-out distillation loss of a freshly initialised ξ after `steps` steps on B.
 
+    It trains with the project's one loop (`ose.training.train`) and pretraining's recipe: AdamW
+    without weight decay on biases and LayerNorm (decay 0.01 elsewhere), linear warm-up and decay,
+    clipping at 1, dropout seeded per step. Step t trains on batch t mod |B| of the fixed sample.
     Same (ξ, θ, seed) ⇒ same ê: initialisation, batch order and dropout are all seeded. The model
     trains on the device of the samples (`FixedSample.to`); it is initialised on the CPU, so its
     starting weights do not depend on the device.
@@ -145,19 +140,21 @@ def surrogate_error(
     device = train.inputs.device
     if heldout.inputs.device != device:
         raise ValueError(f"train sample on {device}, held-out sample on {heldout.inputs.device}")
-    model = build_model(arch, embedding, head="mlm", seed=seed).to(device).train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup_steps, steps))
-    torch.manual_seed(seed)  # dropout
-    train_loss = float("nan")
-    for step in range(steps):
+    model = build_model(arch, embedding, head="mlm", seed=seed).to(device)
+    config = TrainConfig(
+        steps=steps,
+        lr=lr,
+        warmup_steps=warmup_steps,
+        batch_size=train.inputs.shape[1],
+        weight_decay=0.01,
+        max_grad_norm=1.0,
+        checkpoint_every=0,
+    )
+
+    def loss_fn(model: nn.Module, step: int, _: torch.Generator) -> torch.Tensor:
         inputs, labels, teacher_logits, targets = train.batch(step % len(train))
-        loss = kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, weights)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        train_loss = loss.item()
+        return kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, weights)
+
+    history = train_loop(model, loss_fn, config, seed, progress=False, desc=f"ê({arch.name})")
     error = heldout_kd_loss(model, heldout, weights)
-    return {"error": error, "train_loss": train_loss, "seconds": time.perf_counter() - start}
+    return {"error": error, "train_loss": history[-1]["loss"], "seconds": time.perf_counter() - start}

@@ -18,6 +18,7 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, Embedding, from_bert_config
 from ose.atomic import save_torch_atomic, write_text_atomic
+from ose.configs import Extract  # noqa: F401 (re-exported)
 from ose.cost_model import CostModel
 from ose.costs import op_count, param_count
 from ose.distill import fixed_sample
@@ -25,6 +26,16 @@ from ose.fingerprint import mapping_digest, state_digest, tensor_digest
 from ose.fptas import Choice, Point, space_points
 
 EXTRACTED = "extracted.json"
+
+# The exponents (p, i, ê) of W that stage `extract` also reads its table under, without training:
+# how much the choice depends on W's form (the paper's W is 1, 1, 1).
+EXPONENT_ABLATION: tuple[tuple[float, float, float], ...] = (
+    (1.0, 1.0, 1.0),
+    (1.0, 1.0, 2.0),
+    (1.0, 1.0, 4.0),
+    (1.0, 1.0, 8.0),
+    (0.5, 0.5, 1.0),
+)
 
 
 def load_teacher(teacher_dir: str | Path) -> tuple[torch.nn.Module, object, Arch, Embedding]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import matplotlib
 import matplotlib.ticker  # noqa: E402
@@ -13,15 +14,16 @@ import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from ose.arch import Arch, Embedding  # noqa: E402
+from ose.atomic import atomic_path  # noqa: E402
 from ose.costs import param_count  # noqa: E402
+from ose.fptas import best_per_candidate  # noqa: E402
 
 
 def save(fig: Figure, path) -> None:
-    from pathlib import Path
-
+    """Save a figure atomically (a reader never sees half a PNG); the format is the suffix's."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120, bbox_inches="tight")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=120, bbox_inches="tight")
 
 
 def predicted_vs_measured(fits: Sequence) -> Figure:
@@ -148,15 +150,6 @@ def _chosen_row(rows: Sequence[dict], chosen_name: str) -> dict:
     raise ValueError(f"chosen_name {chosen_name!r} is not among the evaluated architectures")
 
 
-def _best_theta_rows(rows: Sequence[dict]) -> list[dict]:
-    """One row per architecture, the θ with the largest W (W is maximised over θ)."""
-    best: dict[str, dict] = {}
-    for row in rows:
-        if row["arch"] not in best or row["w"] > best[row["arch"]]["w"]:
-            best[row["arch"]] = row
-    return list(best.values())
-
-
 def pareto_plot(
     rows: Sequence[dict], front_mask: Sequence[bool], chosen_name: str, source_point=None
 ) -> Figure:
@@ -221,7 +214,7 @@ def pareto_plot(
 
 def w_plot(rows: Sequence[dict], chosen_name: str) -> Figure:
     """W of every evaluated candidate (its best θ as a bar, every θ as a dot), candidates in p order."""
-    best = sorted(_best_theta_rows(rows), key=lambda r: (r["p"], r["i"], r["arch"]))
+    best = sorted(best_per_candidate(rows), key=lambda r: (r["p"], r["i"], r["arch"]))
     _chosen_row(best, chosen_name)
     names = [r["arch"] for r in best]
     position = {name: k for k, name in enumerate(names)}
@@ -369,10 +362,10 @@ def speedup_figure(speedup_rows: Sequence[dict], paper: dict[str, float]) -> Fig
     """Measured speed-ups (`ose.bench.speedups`) beside the paper's claims, one group per comparison.
 
     A comparison is labelled "<model> vs <reference>"; `paper` maps such labels to the paper's
-    claimed speed-up (e.g. {"bort-paper vs bert-large": 20.0, "bort-paper vs bert-base": 7.9}) and
-    is drawn as a hatched grey bar labelled "paper". Each measured (batch, seq) cell is one bar,
-    with the interquartile spread as an error bar when the rows carry it. A claim with no
-    measurement of its own still gets its group, so nothing the paper says is dropped silently.
+    claimed speed-up (e.g. `ose.paper.SPEEDUPS`) and is drawn as a hatched grey bar labelled
+    "paper". Each measured (batch, seq) cell is one bar, with the interquartile spread as an error
+    bar when the rows carry it. A claim with no measurement of its own still gets its group, so
+    nothing the paper says is dropped silently.
     """
     measured = [r for r in speedup_rows if r["model"] != r["reference"]]
     groups = list(dict.fromkeys([_comparison(r) for r in measured] + list(paper)))

@@ -6,9 +6,10 @@ uses): the encoder's first-token ([CLS] / <s>) hidden state → dropout → dens
 trained from scratch and the masked-LM students of this project have no trained pooler. A regression
 task (STS-B) gets one output and a mean-squared-error loss.
 
-`fine_tune` trains with AdamW (no decay on biases and LayerNorm), linear warm-up and decay, gradient
-clipping; it scores the dev split every epoch (or every `eval_every` steps), keeps the state with
-the best main metric of the task (`ose.tasks.main_metric`) and stops after `patience` evaluations
+`fine_tune` trains with the project's one loop (`ose.training.train`): AdamW (no decay on biases
+and LayerNorm), linear warm-up and decay, gradient clipping, per-step dropout seeding. It scores the
+dev split every epoch (or every `eval_every` steps), keeps the state with the best main metric of the
+task (`ose.tasks.main_metric`; `ose.training.KeepBest`) and stops after `patience` evaluations
 without improvement. The test split is never read. Same seed ⇒ same head initialisation, batch
 order and dropout noise ⇒ same model.
 
@@ -29,69 +30,11 @@ import numpy as np
 import pandas as pd
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ose.arch import NoTokenTypes
+from ose.configs import THETA_NAME, FineTuneConfig, FineTuneTheta  # noqa: F401 (re-exported)
 from ose.tasks import PAIR, SINGLE, TaskData, score
-from ose.training import TrainConfig, linear_schedule, make_optimizer
-
-THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field
-
-
-@dataclass(frozen=True)
-class FineTuneConfig:
-    """Hyperparameters of one fine-tuning run (a θ of Agora overrides some of them).
-
-    patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
-    early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
-    A fit trains on the whole frame it is given: sampling the train split is the caller's
-    (`sample_rows`, once per seed), so Agora's grown frames keep every point it added.
-    """
-
-    epochs: int = 3
-    batch_size: int = 32
-    lr: float = 2e-5
-    warmup_fraction: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    dropout: float = 0.1
-    max_len: int = 128
-    patience: int = 0
-    eval_every: int = 0
-    eval_batch_size: int = 64
-
-    def __post_init__(self) -> None:
-        positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
-        for name in positive:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("patience", "eval_every"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
-        if not (isinstance(self.lr, int | float) and self.lr > 0):
-            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
-        if not 0 <= self.warmup_fraction <= 1:
-            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
-        if self.max_grad_norm <= 0:
-            raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm!r}")
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
-
-    def with_theta(self, theta: Mapping[str, Any]) -> FineTuneConfig:
-        """This config with the fields a hyperparameter set θ names replaced (its "name" is ignored)."""
-        fields = {f.name for f in dataclasses.fields(self)}
-        overrides = {k: v for k, v in theta.items() if k != THETA_NAME}
-        unknown = sorted(set(overrides) - fields)
-        if unknown:
-            raise ValueError(
-                f"θ {theta.get(THETA_NAME, '')!r} sets unknown fields {unknown}; allowed: {sorted(fields)}"
-            )
-        return dataclasses.replace(self, **overrides)
-
+from ose.training import KeepBest, TrainConfig, train
 
 # ---------------------------------------------------------------------------------------------
 # The classifier
@@ -281,11 +224,6 @@ def evaluate(
 # Training
 
 
-def _better(candidate: float, best: float) -> bool:
-    """A NaN score (e.g. Spearman of constant predictions) never counts as an improvement."""
-    return not math.isnan(candidate) and (math.isnan(best) or candidate > best)
-
-
 def sample_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """A seeded random sample of at most `limit` rows (original order kept), or the whole frame."""
     if limit is None or len(frame) <= limit:
@@ -323,7 +261,7 @@ def fine_tune(
 
 
 def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, device):
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)  # the head's initialisation, then the batch order
     model = Classifier(
         load_encoder(encoder), task.num_labels, config.dropout, generator, task.is_regression
     ).to(device)
@@ -338,74 +276,70 @@ def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, de
         steps=total,
         lr=config.lr,
         warmup_steps=round(config.warmup_fraction * total),
+        batch_size=config.batch_size,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        seed=seed,
+        eval_every=config.eval_every or steps_per_epoch,
+        checkpoint_every=0,
     )
-    optimizer = make_optimizer(model, train_config)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, linear_schedule(train_config.warmup_steps, total)
-    )
+    # one permutation per epoch, drawn up front: nothing else draws from the generator in between
+    orders = [torch.randperm(len(train_data), generator=generator) for _ in range(config.epochs)]
     token_types = _uses_token_types(model)
-    eval_every = config.eval_every or steps_per_epoch
 
-    history: list[dict] = []
-    best_score, best_step, best_state = math.nan, 0, None
-    stale, losses, step, stopped = 0, [], 0, False
-    bar = tqdm(total=total, desc=f"fine-tune {task.name}", disable=not progress, leave=False)
-    model.train()
-    for epoch in range(config.epochs):
-        order = torch.randperm(len(train_data), generator=generator)  # batch order of this epoch
-        for start in range(0, len(order), config.batch_size):
-            rows = order[start : start + config.batch_size].tolist()
-            batch = train_data.batch(rows, device)
-            if not token_types:
-                batch.pop("token_type_ids", None)
-            torch.manual_seed(seed * 1_000_003 + step)  # dropout noise of this step
-            loss = model.loss(model(**batch), labels[rows].to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{task.name}: loss is {float(loss)} at step {step + 1}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            losses.append(loss.item())
-            bar.update(1)
-            if step % eval_every == 0 or step == total:
-                outputs = predict_encoded(model, dev_data, config.eval_batch_size)
-                metrics = score(task.name, _decisions(model, outputs), task.dev["label"].to_numpy())
-                current = metrics[task.main_metric]
-                history.append(
-                    {"step": step, "epoch": epoch + 1, "train_loss": float(np.mean(losses)), **metrics}
-                )
-                losses = []
-                bar.set_postfix({task.main_metric: f"{current:.3f}"})
-                if _better(current, best_score):
-                    best_score, best_step, stale = current, step, 0
-                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                else:
-                    stale += 1
-                    if config.patience and stale >= config.patience:
-                        stopped = True
-                        break
-        if stopped:
-            break
-    bar.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
+    def loss_fn(model: Classifier, step: int, _: torch.Generator) -> torch.Tensor:
+        epoch, start = divmod(step, steps_per_epoch)
+        rows = orders[epoch][start * config.batch_size : (start + 1) * config.batch_size].tolist()
+        batch = train_data.batch(rows, device)
+        if not token_types:
+            batch.pop("token_type_ids", None)
+        return model.loss(model(**batch), labels[rows].to(device))
+
+    dev_labels = task.dev["label"].to_numpy()
+
+    def evaluate_dev(model: Classifier) -> dict[str, float]:
+        outputs = predict_encoded(model, dev_data, config.eval_batch_size)
+        return score(task.name, _decisions(model, outputs), dev_labels)
+
+    selector = KeepBest(task.main_metric, config.patience)
+    history = train(
+        model,
+        loss_fn,
+        train_config,
+        seed,
+        evaluate=evaluate_dev,
+        progress=progress,
+        on_evaluate=selector,
+        desc=f"fine-tune {task.name}",
+    )
+    selector.restore(model)
     model.eval()
     log = {
-        "history": history,
-        "best_step": best_step,
-        "best_score": best_score,
+        "history": _evaluation_log(history, steps_per_epoch),
+        "best_step": selector.best_step,
+        "best_score": selector.best_score,
         "main_metric": task.main_metric,
-        "steps": step,
-        "stopped_early": stopped,
+        "steps": history[-1]["step"],
+        "stopped_early": selector.stopped,
         "train_size": len(train_frame),
     }
     return model, log
+
+
+def _evaluation_log(history: list[dict], steps_per_epoch: int) -> list[dict]:
+    """One entry per dev evaluation of `train`'s history: step, epoch, mean training loss since the
+    previous evaluation, every dev metric (`seconds` dropped: the log is reproducible)."""
+    entries, losses = [], []
+    for entry in history:
+        if "loss" in entry:
+            losses.append(entry["loss"])
+            continue
+        metrics = {k: v for k, v in entry.items() if k not in ("step", "seconds")}
+        epoch = (entry["step"] - 1) // steps_per_epoch + 1
+        entries.append(
+            {"step": entry["step"], "epoch": epoch, "train_loss": float(np.mean(losses)), **metrics}
+        )
+        losses = []
+    return entries
 
 
 # ---------------------------------------------------------------------------------------------

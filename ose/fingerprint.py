@@ -8,7 +8,9 @@ A checkpoint whose key differs is ignored and replaced, never resumed.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
+from types import ModuleType
 
 import torch
 from torch import nn
@@ -38,6 +40,18 @@ def tokenizer_digest(tokenizer) -> str:
     specials = sorted(set(tokenizer.all_special_ids))
     text = json.dumps([vocab, specials, tokenizer.mask_token_id, tokenizer.pad_token_id])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def source_digest(*modules: ModuleType) -> str:
+    """A hash of the source code of modules: the code that computed a resumable state.
+
+    DVC re-runs a stage when its code changes, but a persisted checkpoint or cache would then hand
+    the new code results of the old; keyed by this, they are recomputed instead.
+    """
+    digest = hashlib.sha256()
+    for module in sorted(set(modules), key=lambda m: m.__name__):
+        digest.update(f"{module.__name__}\0{inspect.getsource(module)}\0".encode())
+    return digest.hexdigest()[:16]
 
 
 def mapping_digest(values: dict) -> str:

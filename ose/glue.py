@@ -9,7 +9,8 @@ Hub: `load_hub_task("glue", "rte")` loads `datasets`' `glue`/`super_glue` config
 cached, it fails at once with `HubDatasetUnavailable`, naming the dataset id and config.
 
 Either way the result is a `TaskData` whose test split is the official dev set and whose dev split
-is a seeded, label-stratified part of the official train set (DESIGN.md §2).
+is a seeded, label-stratified part of the official train set (docs/science.md, "Test splits Agora
+never sees").
 """
 
 import math

@@ -13,7 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ose.configs import MaskedLMTraining  # noqa: F401 (re-exported)
+
 IGNORE = -100
+EVAL_BATCH_SIZE = 32  # held-out evaluation; the masking does not depend on it, only the speed
 
 
 def mask_tokens(
@@ -75,17 +78,23 @@ def evaluate_mlm(
     batch_size: int = 32,
     seed: int = 0,
 ) -> dict[str, float]:
-    """Held-out masked-token accuracy and cross-entropy, with a fixed masking (same seed, same mask)."""
+    """Held-out masked-token accuracy and cross-entropy, with one fixed masking of all the blocks.
+
+    The blocks (N, L) are masked once, with one generator seeded by `seed` (same seed, same mask),
+    then scored `batch_size` blocks at a time: the batch size changes the speed, not the metrics.
+    """
     was_training = model.training
     model.eval()
-    generator = torch.Generator().manual_seed(seed)
+    inputs, labels = mask_tokens(
+        blocks, mask_id, vocab_size, special_ids, torch.Generator().manual_seed(seed)
+    )  # (N, L) each
     total_loss, correct, count = 0.0, 0, 0
     for start in range(0, len(blocks), batch_size):
-        inputs, labels = mask_tokens(
-            blocks[start : start + batch_size], mask_id, vocab_size, special_ids, generator
-        )
-        logits = masked_logits(model, inputs, labels)  # (N, V)
-        targets = labels[labels != IGNORE].to(logits.device)
+        batch_labels = labels[start : start + batch_size]
+        if not (batch_labels != IGNORE).any():
+            continue  # no masked token in these blocks
+        logits = masked_logits(model, inputs[start : start + batch_size], batch_labels)  # (N_b, V)
+        targets = batch_labels[batch_labels != IGNORE].to(logits.device)
         total_loss += float(F.cross_entropy(logits, targets, reduction="sum"))
         correct += int((logits.argmax(-1) == targets).sum())
         count += len(targets)

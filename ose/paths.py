@@ -6,13 +6,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PARAMS = ROOT / "params.yaml"
 PROFILES = ROOT / "profiles"
 NOTEBOOKS = ROOT / "notebooks"
-DATA = ROOT / "data"
-MODELS = ROOT / "models"
-REPORTS = ROOT / "reports"
-METRICS = REPORTS / "metrics"
-FIGURES = REPORTS / "figures"
-TABLES = REPORTS / "tables"
-RENDERED = REPORTS / "notebooks"
 
 
 def resolve(path: str | Path) -> Path:

@@ -25,13 +25,14 @@ from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
+from ose.configs import Pretrain  # noqa: F401 (re-exported)
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
 from ose.distributed import process_group, torchrun, worker_device
 from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
-from ose.mlm import IGNORE, MaskedLogits, mask_tokens, masked_logits
+from ose.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, mask_tokens, masked_logits
 from ose.teacher import heldout_evaluator, save_pretrained
-from ose.training import TrainConfig, train
+from ose.training import train
 
 HISTORY = "history.json"
 
@@ -46,10 +47,9 @@ class PretrainJob:
     corpus_dir: str
     out_dir: str  # the student, saved with `save_pretrained`, and history.json
     checkpoint_dir: str
-    batch_size: int  # global: split over the ranks
-    config: dict  # TrainConfig fields
+    config: dict  # Pretrain fields; batch_size is global, split over the ranks
+    seed: int
     weights: dict  # KDWeights fields; alpha=1, beta=0 is the MLM-only baseline
-    eval_blocks: int
     threads: int = 0  # 0: leave torch's default
 
     @property
@@ -60,12 +60,15 @@ class PretrainJob:
 def kd_step_loss(
     blocks, batch_size, tokenizer, vocab_size, teacher, weights: KDWeights, rank: int = 0, world: int = 1
 ):
-    """loss_fn for `ose.training.train`: this rank's slice of a seeded global batch, masked once."""
+    """loss_fn for `ose.training.train`: this rank's slice of a seeded global batch, masked once.
+
+    The global batch and its masking are drawn from the step's generator, the same on every rank.
+    """
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
     specials = sorted(set(tokenizer.all_special_ids))
 
-    def loss_fn(model: nn.Module, generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(len(blocks), (batch_size,), generator=generator)
         inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
         inputs, labels = inputs[rank::world], labels[rank::world]  # (B / world, L)
@@ -84,7 +87,7 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     """Train the student of `job`; rank 0 saves it and its history. Returns the history."""
     if job.threads:
         torch.set_num_threads(job.threads)
-    config = TrainConfig(**job.config)
+    config = Pretrain(**job.config)
     weights = KDWeights(**job.weights)
     tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
     teacher = AutoModelForMaskedLM.from_pretrained(job.teacher_dir).eval() if job.uses_teacher else None
@@ -92,7 +95,7 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         teacher.requires_grad_(False)
     blocks, _ = load_blocks(job.corpus_dir)
     embedding = Embedding(**job.embedding)
-    student = build_model(Arch.parse(job.arch), embedding, head="mlm", seed=config.seed)
+    student = build_model(Arch.parse(job.arch), embedding, head="mlm", seed=job.seed)
     device = worker_device()
     student.to(device)
     if teacher is not None:
@@ -100,22 +103,31 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     wrapped: nn.Module = MaskedLogits(student)
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(wrapped)
-    evaluate = heldout_evaluator(blocks["heldout"][: job.eval_blocks], tokenizer, 32, config.seed)
+    evaluate = heldout_evaluator(
+        blocks["heldout"][: config.eval_blocks], tokenizer, EVAL_BATCH_SIZE, job.seed
+    )
     loss_fn = kd_step_loss(
-        blocks["train"], job.batch_size, tokenizer, embedding.vocab_size, teacher, weights, rank, world
+        blocks["train"], config.batch_size, tokenizer, embedding.vocab_size, teacher, weights, rank, world
     )
     run_key = {
         "blocks": tensor_digest(blocks["train"]),
-        "batch_size": job.batch_size,
         "world": world,
         "weights": job.weights,
         "arch": job.arch,
         "embedding": job.embedding,
         "tokenizer": tokenizer_digest(tokenizer),
         "teacher": state_digest(teacher) if teacher is not None else None,
+        "heldout": evaluate.identity,  # the wrapper below hides it from `train`
     }
     history = train(
-        wrapped, loss_fn, config, job.checkpoint_dir, lambda _: evaluate(student), progress, run_key=run_key
+        wrapped,
+        loss_fn,
+        config,
+        job.seed,
+        job.checkpoint_dir,
+        lambda _: evaluate(student),
+        progress,
+        run_key=run_key,
     )
     if rank == 0:
         save_pretrained(student.cpu(), tokenizer, job.out_dir)

@@ -1,74 +1,64 @@
 """Stage `report`: every stage's metrics, side by side with the paper's claims, as reports/README.md.
 
-Every number in the report is read from a metrics JSON or a table CSV that a stage wrote; the only
-literals are the paper's own claims (`PAPER`), each labelled as the paper's.
+Every number in the report is read from a stage's typed result (`ose.stages.<stage>.Result`, read
+back from `reports/metrics/`) or a table CSV that a stage wrote; the only other numbers are the
+paper's own claims (`ose.paper`), each labelled as the paper's.
 """
 
 from __future__ import annotations
 
-import csv
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from ose.io import markdown_table, read_json
+import pandas as pd
 
-# The paper's claims (de Wynter & Perry 2020, abstract and §4-§5), shown as references only.
-PAPER = {
-    "size": "56M parameters (39M of them embeddings): 16% of BERT-large's net size, 5.5% of its "
-    "effective (non-embedding) size",
-    "speed": "about 20× faster than BERT-large and 7.9× faster than BERT-base on a CPU",
-    "nlu": "better than BERT-large on 20 of 23 NLU tasks (GLUE, SuperGLUE, RACE), by 0.3% to 31% "
-    "absolute, after pretraining on 288 GPU hours and fine-tuning with Agora",
-    "speedup_vs_bert_large": 20.0,
-    "speedup_vs_bert_base": 7.9,
-}
-
-# The paper's per-task test-set scores for Bort and BERT-large, as the authors' companion repository
-# (github.com/alexa/bort, README) lists them: GLUE and SuperGLUE leaderboard submissions, on 0-100,
-# "a/b" where the benchmark reports two metrics. References only: a different scale (RoBERTa-large
-# teacher, full pretraining) and a different test set (the leaderboards' hidden test sets; our GLUE
-# test split is the official dev set).
-PAPER_SOURCE = "de Wynter & Perry (2020), as listed in github.com/alexa/bort README"
-PAPER_GLUE = {
-    # task: (metric(s) as reported, Bort, BERT-large)
-    "cola": ("MCC", "63.9", "60.5"),
-    "sst2": ("accuracy", "96.2", "94.9"),
-    "mrpc": ("F1/accuracy", "94.1/92.3", "89.3/85.4"),
-    "stsb": ("Pearson/Spearman", "89.2/88.3", "87.6/86.5"),
-    "qqp": ("F1/accuracy", "66.0/85.9", "72.1/89.3"),
-    "mnli": ("accuracy (matched)", "88.1", "86.7"),
-    "qnli": ("accuracy", "92.3", "92.7"),
-    "rte": ("accuracy", "82.7", "70.1"),
-    "wnli": ("accuracy", "71.2", "65.1"),
-}
-PAPER_SUPERGLUE = {
-    "boolq": ("accuracy", "83.7", "77.4"),
-    "cb": ("F1/accuracy", "81.9/86.5", "75.7/83.6"),
-    "rte (SuperGLUE)": ("accuracy", "81.2", "71.7"),
-}
-PAPER_AVERAGES = {"GLUE score": ("83.6", "80.5"), "SuperGLUE score": ("74.1", "69.0")}
+from ose import paper
+from ose.results import markdown_table
+from ose.stages.benchmark import Result as BenchmarkResult
+from ose.stages.costs import Result as CostsResult
+from ose.stages.extract import Result as ExtractResult
+from ose.stages.finetune import Result as FinetuneResult
+from ose.stages.pretrain import Result as PretrainResult
+from ose.stages.teacher import Result as TeacherResult
+from ose.stages.torus import Result as TorusResult
 
 
-def read_metrics(metrics_dir: str | Path) -> dict[str, dict]:
-    """Every `*.json` under `metrics_dir`, keyed by its path without suffix (e.g. `finetune/imdb`)."""
+@dataclass(frozen=True)
+class Metrics:
+    """The stages' results the report reads; None (no task, for `finetune`) where a stage has not run."""
+
+    costs: CostsResult | None = None
+    teacher: TeacherResult | None = None
+    extract: ExtractResult | None = None
+    pretrain: PretrainResult | None = None
+    finetune: dict[str, FinetuneResult] = field(default_factory=dict)  # task → its result
+    agora_torus: TorusResult | None = None
+    benchmark: BenchmarkResult | None = None
+
+
+def _read(cls, path: Path):
+    return cls.read(path) if path.exists() else None
+
+
+def read_metrics(metrics_dir: str | Path) -> Metrics:
+    """Every stage's `reports/metrics/<stage>.json` (and `finetune/<task>.json`) that exists."""
     root = Path(metrics_dir)
-    return {str(p.relative_to(root).with_suffix("")): read_json(p) for p in sorted(root.rglob("*.json"))}
-
-
-def _value(text: str):
-    """A CSV cell back as the bool, int or float it was written from, else the text."""
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+    return Metrics(
+        costs=_read(CostsResult, root / "costs.json"),
+        teacher=_read(TeacherResult, root / "teacher.json"),
+        extract=_read(ExtractResult, root / "extract.json"),
+        pretrain=_read(PretrainResult, root / "pretrain.json"),
+        finetune={p.stem: FinetuneResult.read(p) for p in sorted((root / "finetune").glob("*.json"))},
+        agora_torus=_read(TorusResult, root / "agora_torus.json"),
+        benchmark=_read(BenchmarkResult, root / "benchmark.json"),
+    )
 
 
 def read_table(path: str | Path) -> list[dict]:
-    with Path(path).open(newline="") as f:
-        return [{k: _value(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """A table CSV that a stage wrote (`ose.results.write_table`), its cells typed by pandas; an empty
+    cell reads back as an empty string."""
+    frame = pd.read_csv(path)
+    return frame.astype(object).where(frame.notna(), "").to_dict(orient="records")
 
 
 def _fmt(value, digits: int = 3) -> str:
@@ -81,10 +71,12 @@ def _fmt(value, digits: int = 3) -> str:
     return f"{value:,}" if isinstance(value, int) else str(value)
 
 
-def _produced_by(m: dict | None, *stages: str) -> str:
+def _produced_by(
+    m: CostsResult | ExtractResult | PretrainResult | BenchmarkResult | None, *stages: str
+) -> str:
     """The line under a section's title: which stage(s) wrote its numbers, under which profile."""
     names = " and ".join(f"`{stage}`" for stage in stages)
-    profile = (m or {}).get("profile", "n/a")
+    profile = m.profile if m else "n/a"
     return f"*Stage{'s' if len(stages) > 1 else ''} {names}, profile `{profile}`.*\n\n"
 
 
@@ -92,7 +84,7 @@ def _figure(name: str, caption: str) -> str:
     return f"![{caption}](figures/{name})\n\n*{caption}*\n\n"
 
 
-def size_section(tables: Path, costs: dict | None = None) -> str:
+def size_section(tables: Path, costs: CostsResult | None = None) -> str:
     rows = read_table(tables / "bort_sizes.csv")
     body = markdown_table(
         rows,
@@ -117,24 +109,24 @@ def size_section(tables: Path, costs: dict | None = None) -> str:
         else "Neither shape matches all of the paper's figures"
     )
     return (
-        f"## 1. Bort's size\n\n{_produced_by(costs, 'costs')}Paper: {PAPER['size']}. Exact counts:\n\n"
+        f"## 1. Bort's size\n\n{_produced_by(costs, 'costs')}Paper: {paper.SIZE}. Exact counts:\n\n"
         f"{body}\n"
         f'{verdict} (within 5%); "effective" is everything but the embedding.\n'
     )
 
 
-def costs_section(m: dict, tables: Path) -> str:
+def costs_section(m: CostsResult, tables: Path) -> str:
     fits = [
         {
             "space": s,
-            "measured": m[f"n_measured_{s}"],
-            "MAPE fit (%)": m[f"{s}_space_mape_fit"],
-            "MAPE held-out (%)": m[f"{s}_space_mape_heldout"],
+            "measured": getattr(m, f"n_measured_{s}"),
+            "MAPE fit (%)": getattr(m, f"{s}_space_mape_fit"),
+            "MAPE held-out (%)": getattr(m, f"{s}_space_mape_heldout"),
         }
         for s in ("default", "paper")
     ]
     abnc = read_table(tables / "abnc.csv")
-    settings = m["settings"]
+    settings = m.settings
     return (
         "## 2. Cost functions: are p and i polynomial in ⟨D, A, H, I⟩?\n\n"
         f"{_produced_by(m, 'costs')}"
@@ -149,7 +141,7 @@ def costs_section(m: dict, tables: Path) -> str:
     )
 
 
-def extract_section(m: dict, tables: Path) -> str:
+def extract_section(m: ExtractResult, tables: Path) -> str:
     exponents = ""
     if (tables / "extract_exponents.csv").exists():
         table = markdown_table(read_table(tables / "extract_exponents.csv"))
@@ -160,28 +152,28 @@ def extract_section(m: dict, tables: Path) -> str:
         )
     rows = [
         {
-            "search": f"FPTAS, ε = {m['epsilon']}",
-            "architecture": m["arch"],
-            "W": m["w"],
-            "trainings": m["n_trainings"],
-            "training seconds": m["seconds"],
+            "search": f"FPTAS, ε = {m.epsilon}",
+            "architecture": m.arch,
+            "W": m.w,
+            "trainings": m.n_trainings,
+            "training seconds": m.seconds,
         },
         {
             "search": "exhaustive (ε = 1)",
-            "architecture": m["exhaustive_arch"],
-            "W": m["exhaustive_w"],
-            "trainings": m["exhaustive_trainings"],
-            "training seconds": m["exhaustive_seconds"],
+            "architecture": m.exhaustive_arch,
+            "W": m.exhaustive_w,
+            "trainings": m.exhaustive_trainings,
+            "training seconds": m.exhaustive_seconds,
         },
     ]
     return (
         "## 3. Optimal subarchitecture extraction (the FPTAS)\n\n"
         f"{_produced_by(m, 'extract')}"
-        f"Space of {m['n_space']} architectures, {m['n_candidates']} candidates at ε = {m['epsilon']}, "
-        f"approximation ratio W(ε)/W(ε=1) = **{_fmt(m['approx_ratio'])}**. The extracted architecture "
-        f"**{m['arch']}** has {_fmt(m['params'])} parameters ({_fmt(100 * m['params_vs_source'], 1)}% of the "
-        f"source) and a predicted latency {_fmt(100 * m['latency_vs_source'], 1)}% of the source's; on the "
-        f"Pareto front of the evaluated points: {_fmt(m['chosen_on_pareto_front'])}.\n\n"
+        f"Space of {m.n_space} architectures, {m.n_candidates} candidates at ε = {m.epsilon}, "
+        f"approximation ratio W(ε)/W(ε=1) = **{_fmt(m.approx_ratio)}**. The extracted architecture "
+        f"**{m.arch}** has {_fmt(m.params)} parameters ({_fmt(100 * m.params_vs_source, 1)}% of the "
+        f"source) and a predicted latency {_fmt(100 * m.latency_vs_source, 1)}% of the source's; on the "
+        f"Pareto front of the evaluated points: {_fmt(m.chosen_on_pareto_front)}.\n\n"
         f"{markdown_table(rows, digits=4)}\n"
         f"{exponents}"
         f"{_figure('extract_pareto.png', 'Evaluated architectures: p against i, coloured by ê')}\n"
@@ -189,35 +181,35 @@ def extract_section(m: dict, tables: Path) -> str:
     )
 
 
-def pretraining_section(teacher: dict, m: dict) -> str:
+def pretraining_section(teacher: TeacherResult, m: PretrainResult) -> str:
     rows = [
         {
-            "model": f"teacher before adaptation ({teacher['arch']})",
-            "masked-token accuracy": teacher["masked_acc_before"],
-            "masked-LM cross-entropy": teacher["mlm_ce_before"],
+            "model": f"teacher before adaptation ({teacher.arch})",
+            "masked-token accuracy": teacher.masked_acc_before,
+            "masked-LM cross-entropy": teacher.mlm_ce_before,
         },
         {
-            "model": f"teacher after {teacher['steps']} steps",
-            "masked-token accuracy": teacher["masked_acc_after"],
-            "masked-LM cross-entropy": teacher["mlm_ce_after"],
+            "model": f"teacher after {teacher.steps} steps",
+            "masked-token accuracy": teacher.masked_acc_after,
+            "masked-LM cross-entropy": teacher.mlm_ce_after,
         },
         {
-            "model": f"student {m['arch']}, distilled",
-            "masked-token accuracy": m["heldout_masked_acc"],
-            "masked-LM cross-entropy": m["heldout_mlm_ce"],
+            "model": f"student {m.arch}, distilled",
+            "masked-token accuracy": m.heldout_masked_acc,
+            "masked-LM cross-entropy": m.heldout_mlm_ce,
         },
         {
-            "model": f"student {m['arch']}, MLM only",
-            "masked-token accuracy": m["mlm_only_heldout_masked_acc"],
-            "masked-LM cross-entropy": m["mlm_only_heldout_mlm_ce"],
+            "model": f"student {m.arch}, MLM only",
+            "masked-token accuracy": m.mlm_only_heldout_masked_acc,
+            "masked-LM cross-entropy": m.mlm_only_heldout_mlm_ce,
         },
     ]
-    verdict = "helps" if m["distillation_helps"] else "does not help"
+    verdict = "helps" if m.distillation_helps else "does not help"
     return (
         "## 4. Teacher and distillation pretraining\n\n"
         f"{_produced_by(m, 'teacher', 'pretrain')}"
         "Held-out text, the same fixed masking for every row:\n\n"
-        f"{markdown_table(rows, digits=4)}\nAt this budget ({m['steps']} steps), distillation **{verdict}** "
+        f"{markdown_table(rows, digits=4)}\nAt this budget ({m.steps} steps), distillation **{verdict}** "
         "over masked-LM training alone (masked-token accuracy).\n\n"
         f"{_figure('pretrain_curves.png', 'Pretraining: distilled against MLM-only')}\n"
     )
@@ -227,7 +219,7 @@ def paper_reference_table() -> str:
     """The paper's per-task scores (Bort and BERT-large), labelled as the paper's."""
     rows = [
         {"benchmark": bench, "task": task, "metric": metric, "paper: Bort": bort, "paper: BERT-large": large}
-        for bench, table in (("GLUE", PAPER_GLUE), ("SuperGLUE", PAPER_SUPERGLUE))
+        for bench, table in (("GLUE", paper.GLUE), ("SuperGLUE", paper.SUPERGLUE))
         for task, (metric, bort, large) in table.items()
     ]
     rows += [
@@ -238,20 +230,21 @@ def paper_reference_table() -> str:
             "paper: Bort": bort,
             "paper: BERT-large": large,
         }
-        for name, (bort, large) in PAPER_AVERAGES.items()
+        for name, (bort, large) in paper.AVERAGES.items()
     ]
     return markdown_table(rows)
 
 
-def finetune_section(tasks: dict[str, dict], torus: dict | None) -> str:
+def finetune_section(tasks: dict[str, FinetuneResult], torus: TorusResult | None) -> str:
     rows = []
     for name, m in tasks.items():
-        row = {"task": name, "profile": m.get("profile", "n/a"), "metric": m["metric"]}
+        row = {"task": name, "profile": m.profile, "metric": m.metric}
         for model in ("source", "student_plain", "student_agora"):
-            row[model] = f"{m[model]['mean']:.4f} ± {m[model]['std']:.4f}"
-        row["seeds"] = len(m["source"]["scores"])
-        paper = PAPER_GLUE.get(name)
-        row["paper: Bort (GLUE test, 0-100)"] = f"{paper[1]} ({paper[0]})" if paper else "-"
+            scores = getattr(m, model)
+            row[model] = f"{scores['mean']:.4f} ± {scores['std']:.4f}"
+        row["seeds"] = len(m.source["scores"])
+        claim = paper.GLUE.get(name)
+        row["paper: Bort (GLUE test, 0-100)"] = f"{claim[1]} ({claim[0]})" if claim else "-"
         rows.append(row)
     text = (
         "## 5. Fine-tuning with Agora\n\nTest scores (mean ± std over seeds) on test splits that model "
@@ -259,64 +252,79 @@ def finetune_section(tasks: dict[str, dict], torus: dict | None) -> str:
         "(Agora's first round); `student_agora` adds Agora's rounds. The last column is the paper's score "
         "where the task is a GLUE task (none of the embedded default's tasks is).\n\n"
         f"{markdown_table(rows)}\nPaper (a different scale: RoBERTa-large teacher, GLUE/SuperGLUE/RACE, "
-        f"full pretraining): {PAPER['nlu']}. Its per-task test scores, for reference only (the "
-        f"leaderboards' hidden test sets, 0-100; source: {PAPER_SOURCE}):\n\n{paper_reference_table()}\n"
+        f"full pretraining): {paper.NLU}. Its per-task test scores, for reference only (the "
+        f"leaderboards' hidden test sets, 0-100; source: {paper.SCORES_SOURCE}):\n\n"
+        f"{paper_reference_table()}\n"
     )
     text += "".join(_figure(f"finetune_{name}.png", f"{name}: test score per seed") for name in tasks)
     if torus:
         text += (
-            f"\nThe blog's toy example: test accuracy {torus['accuracy_without_agora']:.3f} without Agora, "
-            f"{torus['accuracy_with_agora']:.3f} with it ({torus['points_added']} points added); trained on "
-            f"train and dev with true labels: {torus['accuracy_train_plus_dev_true_labels']:.3f}.\n\n"
+            f"\nThe blog's toy example: test accuracy {torus.accuracy_without_agora:.3f} without Agora, "
+            f"{torus.accuracy_with_agora:.3f} with it ({torus.points_added} points added); trained on "
+            f"train and dev with true labels: {torus.accuracy_train_plus_dev_true_labels:.3f}.\n\n"
             f"{_figure('agora_torus.png', 'Agora on a torus learned from an unrepresentative sample')}"
         )
     return text + "\n"
 
 
-def speed_section(m: dict) -> str:
+def speed_section(m: BenchmarkResult) -> str:
     rows = [
         {
             "comparison": "Bort (paper shape) vs BERT-large",
-            "ours": m["speedup_bort_paper_vs_bert_large"],
-            "paper": PAPER["speedup_vs_bert_large"],
+            "ours": m.speedup_bort_paper_vs_bert_large,
+            "paper": paper.SPEEDUP_VS_BERT_LARGE,
         },
         {
             "comparison": "Bort (paper shape) vs BERT-base",
-            "ours": m["speedup_bort_paper_vs_bert_base"],
-            "paper": PAPER["speedup_vs_bert_base"],
+            "ours": m.speedup_bort_paper_vs_bert_base,
+            "paper": paper.SPEEDUP_VS_BERT_BASE,
         },
         {
             "comparison": "Bort (released shape) vs BERT-large",
-            "ours": m.get("speedup_bort_released_vs_bert_large"),
+            "ours": m.speedup_bort_released_vs_bert_large,
             "paper": None,
         },
-        {
-            "comparison": "extracted student vs source",
-            "ours": m["speedup_extracted_vs_source"],
-            "paper": None,
-        },
-        {"comparison": "student, ONNX Runtime vs PyTorch", "ours": m["ort_speedup_extracted"], "paper": None},
+        {"comparison": "extracted student vs source", "ours": m.speedup_extracted_vs_source, "paper": None},
+        {"comparison": "student, ONNX Runtime vs PyTorch", "ours": m.ort_speedup_extracted, "paper": None},
         {
             "comparison": "student, ONNX Runtime int8 vs PyTorch",
-            "ours": m.get("ort_int8_speedup_extracted"),
+            "ours": m.ort_int8_speedup_extracted,
             "paper": None,
         },
     ]
-    env = m["environment"]
+    env = m.environment
     for row in rows:
         row["ours"], row["paper"] = _fmt(row["ours"], 2), _fmt(row["paper"], 1)
     return (
         f"## 6. CPU speed\n\n{_produced_by(m, 'benchmark')}"
         "Single-request latency ratios (smallest batch measured), every model timed in "
         f"one run on {env['cpu']} ({env['cores']} cores), torch {env['torch']}; GEMM peak "
-        f"{m['gemm_peak_gflops']:.1f} GFLOP/s.\n\n{markdown_table(rows)}\n"
+        f"{m.gemm_peak_gflops:.1f} GFLOP/s.\n\n{markdown_table(rows)}\n"
         f"{_figure('benchmark_speedups.png', 'Measured speed-ups beside the paper')}\n"
     )
 
 
+def _sections(metrics: Metrics, tables: Path) -> list[tuple[str, str | None]]:
+    """(stage, its section's Markdown or None when the stage has not run), in the report's order."""
+    m = metrics
+    return [
+        ("costs", size_section(tables, m.costs) if (tables / "bort_sizes.csv").exists() else None),
+        ("costs", costs_section(m.costs, tables) if m.costs else None),
+        ("extract", extract_section(m.extract, tables) if m.extract else None),
+        ("pretrain", pretraining_section(m.teacher, m.pretrain) if m.pretrain and m.teacher else None),
+        ("finetune", finetune_section(m.finetune, m.agora_torus) if m.finetune else None),
+        ("benchmark", speed_section(m.benchmark) if m.benchmark else None),
+    ]
+
+
+def not_run(metrics_dir: str | Path, tables_dir: str | Path) -> list[str]:
+    """The stages whose section says "has not run", once each."""
+    sections = _sections(read_metrics(metrics_dir), Path(tables_dir))
+    return list(dict.fromkeys(stage for stage, text in sections if text is None))
+
+
 def render(metrics_dir: str | Path, tables_dir: str | Path, profile: str) -> str:
     """The report's Markdown; sections of stages that have not run say so."""
-    metrics, tables = read_metrics(metrics_dir), Path(tables_dir)
     parts = [
         "# Bort, reproduced: results\n\n"
         f"Profile **{profile}**. Generated by `dvc repro report` from `reports/metrics/` and "
@@ -324,25 +332,8 @@ def render(metrics_dir: str | Path, tables_dir: str | Path, profile: str) -> str
         "every number below comes from those files, and each section names the stage that wrote it. "
         "Rendered notebooks with every detail are in `reports/notebooks/`.\n"
     ]
-    missing = "*(stage `{}` has not run)*\n"
-    parts.append(
-        size_section(tables, metrics.get("costs"))
-        if (tables / "bort_sizes.csv").exists()
-        else missing.format("costs")
-    )
-    parts.append(costs_section(metrics["costs"], tables) if "costs" in metrics else missing.format("costs"))
-    parts.append(
-        extract_section(metrics["extract"], tables) if "extract" in metrics else missing.format("extract")
-    )
-    if "pretrain" in metrics and "teacher" in metrics:
-        parts.append(pretraining_section(metrics["teacher"], metrics["pretrain"]))
-    else:
-        parts.append(missing.format("pretrain"))
-    tasks = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith("finetune/")}
-    parts.append(finetune_section(tasks, metrics.get("agora_torus")) if tasks else missing.format("finetune"))
-    parts.append(
-        speed_section(metrics["benchmark"]) if "benchmark" in metrics else missing.format("benchmark")
-    )
+    for stage, text in _sections(read_metrics(metrics_dir), Path(tables_dir)):
+        parts.append(text if text is not None else f"*(stage `{stage}` has not run)*\n")
     parts.append(
         "## Reproduce\n\n```bash\nmake reproduce            # the whole pipeline, embedded default profile\n"
         "dvc metrics show          # every metric\ndvc plots show            # every figure\n```\n"

@@ -22,10 +22,13 @@ import torch
 import torch.distributed as dist
 from tqdm.auto import tqdm
 
+from ose import arch as arch_module
+from ose import distill, mlm, row_cache, training
 from ose.arch import Arch, Embedding
-from ose.atomic import atomic_path, write_text_atomic
+from ose.atomic import write_text_atomic
 from ose.distill import FixedSample, KDWeights, surrogate_error
 from ose.distributed import process_group, torchrun, worker_device
+from ose.fingerprint import source_digest
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
 
@@ -50,6 +53,7 @@ class SurrogateJob:
         ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key")
         settings = {k: v for k, v in asdict(self).items() if k not in ignored}
         settings["sample"] = self.sample_key or _file_digest(self.sample_path)
+        settings["code"] = source_digest(distill, training, mlm, arch_module)  # what computes ê
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def pairs(self) -> list[tuple[str, dict]]:
@@ -70,21 +74,14 @@ def read_shards(
     """Rows already computed with these settings, by (arch, theta name)."""
     rows = {}
     for shard in sorted(Path(shard_dir).glob(pattern)):
-        with shard.open(newline="") as f:
-            for row in csv.DictReader(f):
-                if row["settings"] == settings:
-                    rows[(row["arch"], row["theta"])] = {
-                        **row,
-                        **{k: float(row[k]) for k in ("error", "train_loss", "seconds")},
-                    }
+        for key, row in row_cache.read_rows(shard, ("arch", "theta"), {"settings": settings}).items():
+            rows[key] = {**row, **{k: float(row[k]) for k in ("error", "train_loss", "seconds")}}
     return rows
 
 
 def _write_rows(path: Path, rows: list[dict]) -> None:
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    """Rewrite a shard or the table atomically (floats as `repr`, so they read back exactly)."""
+    row_cache.write_rows(path, COLUMNS, rows)
 
 
 def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool = True) -> list[dict]:

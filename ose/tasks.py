@@ -3,20 +3,22 @@
 A split is a `pandas.DataFrame` with the task's text columns (`text` for one sentence, `text_a` and
 `text_b` for a pair) and `label` (class id, or a float for regression).
 
-Splits (DESIGN.md §2): Agora reads the dev set, so every reported score is on a test split that
-Agora never saw. Our own tasks (`rotten_tomatoes`, `imdb`, `bbc`) get a seeded, label-stratified
-train/dev/test split of their corpus. For GLUE and SuperGLUE, whose test labels are hidden, the
-official dev set is our test split and a seeded part of the official train set is our dev split
-(`split_off_dev`; readers in `ose.glue`).
+Splits (docs/science.md, "Test splits Agora never sees"): Agora reads the dev set, so every
+reported score is on a test split that Agora never saw. Our own tasks (`rotten_tomatoes`, `imdb`,
+`bbc`) get a seeded, label-stratified train/dev/test split of their corpus. For GLUE and SuperGLUE,
+whose test labels are hidden, the official dev set is our test split and a seeded part of the
+official train set is our dev split (`split_off_dev`; readers in `ose.glue`).
 
-Metrics follow GLUE: accuracy; F1 of the positive class and accuracy for MRPC and QQP; Matthews
-correlation for CoLA; Pearson and Spearman correlation for STS-B. The main metric of each task
-follows BERT (Devlin et al. 2019), the comparison the Bort paper makes: F1 for MRPC and QQP,
-Spearman for STS-B, Matthews correlation for CoLA, accuracy otherwise.
+Metrics follow GLUE, computed with `sklearn.metrics` and `scipy.stats`: accuracy; F1 of the
+positive class and accuracy for MRPC and QQP; Matthews correlation for CoLA; Pearson and Spearman
+correlation for STS-B. The main metric of each task follows BERT (Devlin et al. 2019), the
+comparison the Bort paper makes: F1 for MRPC and QQP, Spearman for STS-B, Matthews correlation for
+CoLA, accuracy otherwise.
 """
 
 import json
 import math
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ose.atomic import write_text_atomic
+from ose.configs import OWN_TASKS
 from ose.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
 
 SINGLE = ("text",)
@@ -85,7 +88,6 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
     )
 }
 TASK_NAMES = tuple(TASK_SPECS)
-OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
 
 
 def task_spec(name: str) -> TaskSpec:
@@ -407,34 +409,34 @@ def load_task(directory: str | Path) -> TaskData:
 
 
 def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(predictions == labels))
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(labels, predictions))
 
 
 def f1_binary(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
     """F1 of the positive class (GLUE's MRPC/QQP F1); 0 when there is no true or predicted one."""
-    tp = np.sum((predictions == positive) & (labels == positive))
-    fp = np.sum((predictions == positive) & (labels != positive))
-    fn = np.sum((predictions != positive) & (labels == positive))
-    return float(2 * tp / (2 * tp + fp + fn)) if tp else 0.0
+    from sklearn.metrics import f1_score
+
+    # labels=[positive] with average="macro" is the positive class's F1 whatever other ids occur.
+    return float(f1_score(labels, predictions, labels=[positive], average="macro", zero_division=0))
 
 
 def macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
     """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
-    classes = np.union1d(labels, predictions)
-    return float(np.mean([f1_binary(predictions, labels, c) for c in classes]))
+    from sklearn.metrics import f1_score
+
+    return float(f1_score(labels, predictions, average="macro", zero_division=0))
 
 
 def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Matthews correlation (multi-class form, Gorodkin 2004); 0 when undefined, as sklearn."""
-    classes, encoded = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
-    k = len(classes)
-    y, p = encoded[: len(labels)], encoded[len(labels) :]
-    confusion = np.zeros((k, k), dtype=np.float64)  # (true, predicted)
-    np.add.at(confusion, (y, p), 1)
-    t, q = confusion.sum(axis=1), confusion.sum(axis=0)
-    c, s = np.trace(confusion), confusion.sum()
-    denominator = np.sqrt((s * s - q @ q) * (s * s - t @ t))
-    return float((c * s - t @ q) / denominator) if denominator else 0.0
+    """Matthews correlation (multi-class form, Gorodkin 2004); 0 when undefined (a constant predictor)."""
+    from sklearn.metrics import matthews_corrcoef as mcc
+
+    with warnings.catch_warnings():
+        # One class in labels and predictions alike: MCC is 0, sklearn's confusion matrix warns.
+        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
+        return float(mcc(labels, predictions))
 
 
 def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:

@@ -22,9 +22,10 @@ from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, from_bert_config
+from ose.configs import Source, Teacher  # noqa: F401 (re-exported)
 from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
 from ose.mlm import evaluate_mlm, mask_tokens, mlm_loss
-from ose.training import TrainConfig, train
+from ose.training import LossFn, TrainConfig, train
 
 
 class SourceUnavailable(RuntimeError):
@@ -117,13 +118,14 @@ def special_ids(tokenizer) -> list[int]:
     return sorted(set(tokenizer.all_special_ids))
 
 
-def mlm_batch_loss(
-    blocks: torch.Tensor, batch_size: int, tokenizer, vocab_size: int
-) -> Callable[[nn.Module, torch.Generator], torch.Tensor]:
-    """loss_fn for `ose.training.train`: a random batch of blocks, masked, scored on masked tokens."""
+def mlm_batch_loss(blocks: torch.Tensor, batch_size: int, tokenizer, vocab_size: int) -> LossFn:
+    """loss_fn for `ose.training.train`: a random batch of blocks, masked, scored on masked tokens.
+
+    The batch and its masking are drawn from the step's generator (the step index is not needed).
+    """
     specials = special_ids(tokenizer)
 
-    def loss_fn(model: nn.Module, generator: torch.Generator) -> torch.Tensor:
+    def loss_fn(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(len(blocks), (batch_size,), generator=generator)
         inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
         return mlm_loss(model, inputs, labels)
@@ -135,21 +137,20 @@ def adapt(
     model: nn.Module,
     tokenizer,
     blocks: torch.Tensor,
-    batch_size: int,
     config: TrainConfig,
+    seed: int,
     checkpoint_dir: str | Path | None = None,
     evaluate: Callable[[nn.Module], dict] | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Masked-LM training of the whole source model (encoder and head) on packed blocks."""
-    loss_fn = mlm_batch_loss(blocks, batch_size, tokenizer, model.config.vocab_size)
+    loss_fn = mlm_batch_loss(blocks, config.batch_size, tokenizer, model.config.vocab_size)
     run_key = {
         "blocks": tensor_digest(blocks),
-        "batch_size": batch_size,
         "start": state_digest(model),  # the source's weights and the fresh head's
         "tokenizer": tokenizer_digest(tokenizer),
     }
-    return train(model, loss_fn, config, checkpoint_dir, evaluate, progress, run_key=run_key)
+    return train(model, loss_fn, config, seed, checkpoint_dir, evaluate, progress, run_key=run_key)
 
 
 def save_pretrained(model: nn.Module, tokenizer, directory: str | Path) -> Path:
@@ -171,8 +172,9 @@ def heldout_evaluator(
 ) -> Callable[[nn.Module], dict]:
     """evaluate(model) for `ose.training.train`: held-out masked-LM metrics, same masking each time.
 
-    Its `identity` (which blocks, masking and tokenizer) joins a checkpoint's key: a history logged
-    on other held-out data is never resumed.
+    The masking is one masking of all the blocks (`evaluate_mlm`): `batch_size` changes only the
+    speed. Its `identity` (which blocks, masking and tokenizer) joins a checkpoint's key: a history
+    logged on other held-out data, or with another masking, is never resumed.
     """
     specials = special_ids(tokenizer)
 
@@ -189,7 +191,7 @@ def heldout_evaluator(
 
     evaluate.identity = {
         "heldout": tensor_digest(blocks),
-        "batch_size": batch_size,
+        "masking": "all blocks at once",  # before: batch by batch, which depended on batch_size
         "seed": seed,
         "tokenizer": tokenizer_digest(tokenizer),
     }

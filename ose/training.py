@@ -1,17 +1,25 @@
-"""A small resumable training loop: AdamW, linear warm-up and decay, gradient clipping, checkpoints.
+"""The one training loop of the project: AdamW, linear warm-up and decay, gradient clipping,
+per-step seeding, evaluation with optional model selection, checkpoints.
 
-Exact resume: the batch of step t and the dropout noise of step t come from generators seeded with
-(seed, t), so a run restarted from the checkpoint of step t replays steps t+1… exactly as an
+Teacher adaptation (`ose.teacher`), the surrogate error ê (`ose.distill`), KD pretraining
+(`ose.pretrain`) and fine-tuning (`ose.finetune`) all train with `train`; they differ only in their
+loss (`loss_fn(model, step, generator)`), evaluation and recipe (`TrainConfig`).
+
+Per-step seeding, the project's only copy of the rule: step t (0-based) of a run with seed s seeds
+torch's global generator (dropout) and `step_generator(s, t)` (batch choice, masking) with
+s·1 000 003 + t. So a run restarted from the checkpoint of step t replays steps t+1… exactly as an
 uninterrupted run would. Checkpoints hold model, optimiser and scheduler state and the history,
 and are written atomically (temp file, then rename): an interruption never leaves a broken one.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,33 +28,20 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ose.atomic import save_torch_atomic
+from ose.configs import TrainConfig  # noqa: F401 (re-exported)
+from ose.fingerprint import source_digest
 
 CHECKPOINT = "checkpoint.pt"
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    steps: int
-    lr: float
-    warmup_steps: int
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    seed: int = 0
-    checkpoint_every: int = 50
-    eval_every: int = 0  # 0: evaluate only at the end
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"steps must be a positive integer, got {self.steps}")
-        if not 0 <= self.warmup_steps <= self.steps:
-            raise ValueError(f"warmup_steps must be in [0, steps={self.steps}], got {self.warmup_steps}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+def step_seed(seed: int, step: int) -> int:
+    """The seed of step `step` (0-based) of a run seeded with `seed`: dropout and `step_generator`."""
+    return seed * 1_000_003 + step
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
     """The generator for everything random in step `step` (batch choice, masking)."""
-    return torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.Generator().manual_seed(step_seed(seed, step))
 
 
 def linear_schedule(warmup_steps: int, total_steps: int) -> Callable[[int], float]:
@@ -75,33 +70,99 @@ def save_checkpoint(path: Path, state: dict) -> None:
     save_torch_atomic(state, path)
 
 
+def better(candidate: float, best: float) -> bool:
+    """Whether `candidate` beats `best` (higher is better); NaN never counts as an improvement."""
+    return not math.isnan(candidate) and (math.isnan(best) or candidate > best)
+
+
+class KeepBest:
+    """`on_evaluate` for `train`: keeps the state with the best `metric`, stops when it goes stale.
+
+    After each evaluation, a strictly better (higher, non-NaN) `metric` makes the model's current
+    state the best (ties: the earliest); otherwise the evaluation is stale, and `patience` stale
+    evaluations in a row stop the run (patience 0 never stops it). After `train` returns,
+    `restore(model)` loads the best state; `best_step`, `best_score` and `stopped` say what happened.
+    The states are copies held in memory, not in `train`'s checkpoints.
+    """
+
+    def __init__(self, metric: str, patience: int = 0) -> None:
+        if patience < 0:
+            raise ValueError(f"patience must be >= 0, got {patience}")
+        self.metric, self.patience = metric, patience
+        self.best_score, self.best_step, self.best_state = math.nan, 0, None
+        self.stale, self.stopped = 0, False
+
+    def __call__(self, model: nn.Module, entry: dict) -> bool:
+        current = entry[self.metric]
+        if better(current, self.best_score):
+            self.best_score, self.best_step, self.stale = current, entry["step"], 0
+            core = getattr(model, "module", model)
+            self.best_state = {k: v.detach().clone() for k, v in core.state_dict().items()}
+        else:
+            self.stale += 1
+            if self.patience and self.stale >= self.patience:
+                self.stopped = True
+        return self.stopped
+
+    def restore(self, model: nn.Module) -> None:
+        """Load the best state into `model` (nothing when no evaluation was ever better than NaN)."""
+        if self.best_state is not None:
+            getattr(model, "module", model).load_state_dict(self.best_state)
+
+
+LossFn = Callable[[nn.Module, int, torch.Generator], torch.Tensor]
+
+
 def train(
     model: nn.Module,
-    loss_fn: Callable[[nn.Module, torch.Generator], torch.Tensor],
+    loss_fn: LossFn,
     config: TrainConfig,
+    seed: int,
     checkpoint_dir: str | Path | None = None,
     evaluate: Callable[[nn.Module], dict] | None = None,
     progress: bool = True,
     stop_after: int | None = None,
     run_key: dict | None = None,
+    *,
+    on_evaluate: Callable[[nn.Module, dict], bool] | None = None,
+    desc: str = "train",
 ) -> list[dict]:
     """Train for `config.steps` steps, resuming from `checkpoint_dir` when it holds a checkpoint.
 
-    loss_fn(model, generator) draws its own batch from `generator` and returns the loss.
+    loss_fn(model, step, generator) returns the loss of step `step` (0-based): it either draws its
+    batch from `generator` (`step_generator(seed, step)`), or picks a fixed one by `step` (a fixed
+    sample, a precomputed epoch order). Before it runs, torch's global generator is seeded for the
+    step's dropout. The optimiser is `make_optimizer`'s, the schedule `linear_schedule`'s; gradients
+    are clipped to `config.max_grad_norm`.
+
     evaluate(model) returns a dict of held-out metrics, logged every `eval_every` steps and at the
-    end. `stop_after` ends the run early after that step (as an interruption would; for tests).
+    end as an entry {step, seconds, **metrics}. on_evaluate(model, entry), when given, sees each
+    such entry right after it is logged and returns True to stop the run there (model selection
+    and early stopping: `KeepBest`); its state is not checkpointed, so it cannot be combined with
+    `checkpoint_dir`. `stop_after` ends the run early after that step (as an interruption would;
+    for tests). `desc` labels the progress bar and errors.
+
     A checkpoint is resumed only when it was written with the same config, `run_key` (plain
     values fingerprinting every input: data, starting weights, teacher, tokenizer; `ose.fingerprint`)
     and evaluation (`evaluate.identity`, when it has one); any other is ignored and replaced.
     Returns the history: one dict per step (step, loss, lr, seconds) plus evaluation entries.
+    The model is left in eval mode.
     """
+    if on_evaluate is not None and (evaluate is None or checkpoint_dir):
+        raise ValueError("on_evaluate needs evaluate, and cannot be combined with checkpoint_dir")
     path = Path(checkpoint_dir) / CHECKPOINT if checkpoint_dir else None
     optimizer = make_optimizer(model, config)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, linear_schedule(config.warmup_steps, config.steps)
     )
     start, history = 0, []
-    identity = {**asdict(config), **(run_key or {}), "evaluation": getattr(evaluate, "identity", None)}
+    identity = {
+        **asdict(config),
+        "seed": seed,
+        "code": source_digest(sys.modules[__name__], inspect.getmodule(loss_fn)),
+        **(run_key or {}),
+        "evaluation": getattr(evaluate, "identity", None),
+    }
     core = getattr(model, "module", model)  # the model inside a DistributedDataParallel wrapper
     rank = dist.get_rank() if dist.is_initialized() else 0
     if path is not None and path.exists():
@@ -125,16 +186,16 @@ def train(
     elapsed = history[-1]["seconds"] if history else 0.0
     bar = tqdm(
         range(start, config.steps),
-        desc="train",
+        desc=desc,
         initial=start,
         total=config.steps,
         disable=not progress or rank != 0,
     )
     for step in bar:
-        torch.manual_seed(config.seed * 1_000_003 + step)  # dropout noise of this step
-        loss = loss_fn(model, step_generator(config.seed, step))
+        torch.manual_seed(step_seed(seed, step))  # dropout noise of this step
+        loss = loss_fn(model, step, step_generator(seed, step))
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"loss is {float(loss)} at step {step + 1}")
+            raise FloatingPointError(f"{desc}: loss is {float(loss)} at step {step + 1}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
@@ -146,10 +207,17 @@ def train(
         history.append({"step": done, "loss": loss.item(), "lr": lr, "seconds": seconds})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
         last = done == config.steps
+        stop = False
         if evaluate is not None and (last or (config.eval_every and done % config.eval_every == 0)):
             history.append({"step": done, "seconds": seconds, **evaluate(model)})
+            if on_evaluate is not None:
+                stop = bool(on_evaluate(model, history[-1]))
             model.train()
-        if path is not None and rank == 0 and (last or done % config.checkpoint_every == 0):
+        if (
+            path is not None
+            and rank == 0
+            and (last or (config.checkpoint_every and done % config.checkpoint_every == 0))
+        ):
             save_checkpoint(
                 path,
                 {
@@ -161,7 +229,7 @@ def train(
                     "identity": identity,
                 },
             )
-        if stop_after is not None and done >= stop_after:
+        if stop or (stop_after is not None and done >= stop_after):
             break
     model.eval()
     return history

@@ -140,8 +140,6 @@ def test_onnx_export_round_trips_at_other_shapes(tmp_path, embedding, head):
         assert check["cosine_min_token"] > 0.9999
         if head == "pooler":
             assert check["max_abs_diff_pooled"] < 1e-4
-    timing = bench.ort_latency(session, batch=2, seq=9, warmup=1, repeats=3)
-    assert timing.median_ms > 0 and timing.repeats == 3
 
 
 def test_int8_quantization_is_smaller_and_close(exported, tmp_path):

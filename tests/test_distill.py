@@ -47,7 +47,7 @@ def test_kd_loss_parts():
 def test_kd_weights_are_validated():
     with pytest.raises(ValueError, match="temperature"):
         KDWeights(temperature=0)
-    with pytest.raises(ValueError, match="not both 0"):
+    with pytest.raises(ValueError, match="beta: alpha and beta must not both be 0"):
         KDWeights(alpha=0, beta=0)
 
 
@@ -78,6 +78,22 @@ def test_surrogate_error_is_deterministic_and_learns(teacher):
     )
     untrained = heldout_kd_loss(build_model(Arch(1, 2, 16, 23), EMB, head="mlm", seed=0), train, w)
     assert fitted["error"] < 0.95 * untrained
+
+
+def test_surrogate_trains_with_the_pretraining_recipe(teacher, monkeypatch):
+    """ê is measured with `ose.training.train`: no weight decay on biases and LayerNorm weights."""
+    from ose import training
+
+    optimizers = []
+    real = training.make_optimizer
+    monkeypatch.setattr(training, "make_optimizer", lambda *a: optimizers.append(real(*a)) or optimizers[-1])
+    train = fixed_sample(toy_blocks(), 2, 5, 9, teacher, ToyTokenizer(), seed=0)
+    result = surrogate_error(Arch(1, 3, 15, 7), EMB, train, train, 3, 3e-3, 1, KDWeights(), seed=0)
+    assert set(result) == {"error", "train_loss", "seconds"} and math.isfinite(result["train_loss"])
+    (optimizer,) = optimizers
+    decay, no_decay = optimizer.param_groups
+    assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim == 2 for p in decay["params"]) and all(p.ndim == 1 for p in no_decay["params"])
 
 
 def test_candidates_train_on_the_device_of_their_sample(teacher, monkeypatch):

@@ -37,3 +37,11 @@ def test_tokenizer_digest_survives_a_save(tmp_path, minilm_path):
 def test_mapping_digest_ignores_key_order():
     assert mapping_digest({"a": 1, "b": [2, 3]}) == mapping_digest({"b": [2, 3], "a": 1})
     assert mapping_digest({"a": 1}) != mapping_digest({"a": 2})
+
+
+def test_source_digest_names_the_code():
+    from ose import mlm, training
+    from ose.fingerprint import source_digest
+
+    assert source_digest(training, mlm) == source_digest(mlm, training)
+    assert source_digest(training) != source_digest(mlm)

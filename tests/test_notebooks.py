@@ -1,4 +1,5 @@
-"""The notebook conventions of DESIGN.md §5, and dvc.yaml cross-checked against each notebook.
+"""The notebook conventions (docs/science.md, "The pipeline's conventions"), and dvc.yaml checked
+against each notebook.
 
 papermill only warns when the `parameters` tag is missing; these tests fail instead.
 """
@@ -44,6 +45,16 @@ def declared_parameters(nb) -> dict[str, object]:
     return out
 
 
+def stage_modules(nb) -> list:
+    """The files of the `ose.stages` modules a notebook imports from (`from ose.stages.x import run`)."""
+    return [
+        paths.ROOT / (node.module.replace(".", "/") + ".py")
+        for cell in code_cells(nb)
+        for node in ast.walk(ast.parse(cell.source))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ose.stages.")
+    ]
+
+
 def papermill_stages():
     """(stage name, notebook path, -p names, tracked params) for every papermill stage."""
     out = []
@@ -86,11 +97,14 @@ def test_dvc_stage_matches_its_notebook(stage):
     assert sorted(passed) == sorted(set(passed)), f"{name}: a parameter is passed twice"
     assert set(passed) <= set(declared), f"{name}: passes unknown {set(passed) - set(declared)}"
     assert set(declared) <= set(passed), f"{name}: does not pass {set(declared) - set(passed)}"
-    # params.yaml groups: tracked exactly when read as `params.<group>` in the notebook.
+    # params.yaml groups: tracked exactly when read as `params.<group>` in the notebook or in the
+    # stage module (`ose.stages.<stage>`) that it runs.
+    sources = [cell.source for cell in code_cells(nb)]
+    sources += [module.read_text(encoding="utf-8") for module in stage_modules(nb)]
     read = {
         node.attr
-        for cell in code_cells(nb)
-        for node in ast.walk(ast.parse(cell.source))
+        for source in sources
+        for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "params"
     }
     read -= {"profile"}  # the profile name labels outputs; it changes no result

@@ -141,8 +141,8 @@ def test_teacher_loads_as_roberta_and_adapts(roberta_dir, blocks):
     before = evaluate(model)
     assert before["masked_tokens"] > 0 and math.isfinite(before["mlm_ce"])
     assert before["mlm_ce"] == pytest.approx(math.log(len(tokenizer)), rel=0.2)  # untrained
-    config = TrainConfig(steps=3, lr=1e-3, warmup_steps=0, seed=0, eval_every=0, checkpoint_every=0)
-    history = adapt(model, tokenizer, blocks["train"], 4, config, None, None, progress=False)
+    config = TrainConfig(steps=3, lr=1e-3, warmup_steps=0, batch_size=4, eval_every=0, checkpoint_every=0)
+    history = adapt(model, tokenizer, blocks["train"], config, 0, None, None, progress=False)
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
     after = evaluate(model)
@@ -178,10 +178,9 @@ def student_dir(roberta_dir, blocks, tmp_path_factory) -> Path:
         corpus_dir=str(root / "corpus"),
         out_dir=str(root / "student"),
         checkpoint_dir=str(root / "checkpoints"),
-        batch_size=4,
-        config={"steps": 2, "lr": 1e-3, "warmup_steps": 0, "seed": 0, "eval_every": 1},
+        config={"steps": 2, "lr": 1e-3, "batch_size": 4, "eval_every": 1, "eval_blocks": 4},
+        seed=0,
         weights=asdict(KDWeights()),
-        eval_blocks=4,
     )
     history = launch(job, nproc=1, progress=False)
     losses = [h["loss"] for h in history if "loss" in h]

@@ -6,12 +6,11 @@ import pytest
 import yaml
 
 from ose import paths
+from ose.environment import check_environment, main
 from ose.params import (
     ParamsError,
-    check_environment,
     from_dict,
     load,
-    main,
     profile_names,
     read_yaml,
     render_profile,

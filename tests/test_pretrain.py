@@ -42,17 +42,17 @@ def make_job(root, name, steps=6, beta=0.5):
         corpus_dir=str(root / "corpus"),
         out_dir=str(root / name / "student"),
         checkpoint_dir=str(root / name / "checkpoints"),
-        batch_size=4,
         config={
             "steps": steps,
+            "batch_size": 4,
             "lr": 2e-3,
             "warmup_steps": 1,
-            "seed": 5,
             "checkpoint_every": 2,
             "eval_every": 3,
+            "eval_blocks": 8,
         },
+        seed=5,
         weights={"alpha": 0.1, "beta": beta, "temperature": 2.0},
-        eval_blocks=8,
         threads=1,
     )
 

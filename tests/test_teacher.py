@@ -67,8 +67,8 @@ def test_adapting_the_source_improves_held_out_masked_lm(minilm_path):
         model,
         tokenizer,
         blocks[4:],
-        4,
-        TrainConfig(steps=8, lr=1e-3, warmup_steps=1),
+        TrainConfig(steps=8, lr=1e-3, warmup_steps=1, batch_size=4),
+        0,
         evaluate=evaluate,
         progress=False,
     )

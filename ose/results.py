@@ -7,7 +7,9 @@ import io
 import json
 import math
 from collections.abc import Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Self
 
 from ose.atomic import write_text_atomic
 
@@ -69,3 +71,21 @@ def write_table(
     heading = f"{title}\n\n" if title else ""
     md_path = write_text_atomic(stem.with_suffix(".md"), heading + markdown_table(rows, columns, digits))
     return csv_path, md_path
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Base of every stage's typed metrics: written to and read from one JSON file.
+
+    Subclasses are plain dataclasses of JSON values (numbers, strings, lists, dicts); `read`
+    ignores keys the class does not know, so an older metrics file still reads.
+    """
+
+    def write(self, path: str | Path) -> Path:
+        return write_json(path, asdict(self))
+
+    @classmethod
+    def read(cls, path: str | Path) -> Self:
+        data = read_json(path)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

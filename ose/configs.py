@@ -1,0 +1,411 @@
+"""Every config class of the package, one per concept; each `params.yaml` group is one of them.
+
+`params.teacher` is a `Teacher`, `params.distill` a `KDWeights`, ... The code that uses a config
+imports it from here (and its own module re-exports it: `ose.training.TrainConfig`), so a setting
+is defined once and never copied field by field. Each class validates itself in `__post_init__`
+with `ose.checks`; `ose.params` reads YAML into them and adds the key path to any error.
+This module imports nothing heavy, so a stage's dependencies (dvc.yaml) stay its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from ose import checks
+from ose.arch import PRESETS, Arch, ArchError, enumerate_space
+
+# Names the validation accepts; the modules that implement them assert they agree (tests).
+OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+CORPUS_NAMES = ("imdb", "rotten_tomatoes", "bbc", "wikipedia", "bible")
+THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """The recipe of a training run (params groups `teacher` and `pretrain` extend it).
+
+    checkpoint_every and eval_every: 0 means only at the end. The seed is not part of the recipe:
+    `train` takes it, so one recipe serves every seed.
+    """
+
+    steps: int
+    lr: float
+    warmup_steps: int = 0
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    eval_every: int = 0
+    checkpoint_every: int = 50
+
+    min_steps: ClassVar[int] = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.steps, bool) or not isinstance(self.steps, int) or self.steps < self.min_steps:
+            checks.fail("steps", f"must be an integer >= {self.min_steps}, got {self.steps!r}")
+        checks.positive(self, "batch_size")
+        checks.non_negative(self, "eval_every", "checkpoint_every")
+        checks.in_range("warmup_steps", self.warmup_steps, 0, self.steps)
+        checks.in_range("lr", self.lr, 0, 1, low_open=True)
+        checks.in_range("weight_decay", self.weight_decay, 0, 1)
+        if not self.max_grad_norm > 0:
+            checks.fail("max_grad_norm", f"must be positive, got {self.max_grad_norm}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class MaskedLMTraining(TrainConfig):
+    """A masked-LM training run: the recipe, and how many held-out blocks to evaluate on."""
+
+    eval_blocks: int = 256
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.positive(self, "eval_blocks")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Teacher(MaskedLMTraining):
+    """Stage `teacher`: masked-LM adaptation of the source (its checkpoint has no MLM head).
+
+    steps: 0 uses the source as it is, for a source whose masked-LM head is trained (RoBERTa-large).
+    """
+
+    min_steps: ClassVar[int] = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Pretrain(MaskedLMTraining):
+    """Stage `pretrain`: distillation pretraining of the extracted ξ, and an MLM-only baseline.
+
+    batch_size is the global batch, split over `nproc` processes (torchrun; on GPUs one per device).
+    """
+
+    nproc: int = 1
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.positive(self, "nproc")
+        if self.batch_size % self.nproc:
+            checks.fail("batch_size", f"must be divisible by nproc ({self.nproc}), got {self.batch_size}")
+
+
+@dataclass(frozen=True)
+class Source:
+    """The source (teacher) network the subarchitecture is extracted from (params group `source`)."""
+
+    name: str
+    model: str  # "package:<pypi name>", a hub id, or a local directory
+    arch: str  # ξ of the source, e.g. D6-A12-H384-I1536; checked against the loaded model
+
+    def __post_init__(self) -> None:
+        try:
+            Arch.parse(self.arch)
+        except ArchError as exc:
+            checks.fail("arch", str(exc))
+        if not self.model:
+            checks.fail("model", "must name a package ('package:NAME'), a hub id or a directory")
+
+
+@dataclass(frozen=True)
+class Space:
+    """A search space Ξ: the grid over ⟨D, A, H, I⟩, skipping points with H % A != 0 (`spaces.NAME`)."""
+
+    depth: list[int]
+    heads: list[int]
+    hidden: list[int]
+    intermediate: list[int]
+
+    def __post_init__(self) -> None:
+        for name in ("depth", "heads", "hidden", "intermediate"):
+            checks.positive_ints(name, getattr(self, name))
+        for k, h in enumerate(self.hidden):
+            if not any(h % a == 0 for a in self.heads):
+                checks.fail(
+                    f"hidden[{k}]",
+                    f"hidden size {h} is not divisible by any head count in heads {self.heads} "
+                    "(H % A must be 0)",
+                )
+
+    def architectures(self) -> list[Arch]:
+        return enumerate_space(self.depth, self.heads, self.hidden, self.intermediate)
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """How a latency is measured: input shape, intra-op threads, untimed and timed calls."""
+
+    batch_size: int
+    seq_len: int
+    threads: int
+    warmup: int
+    repeats: int
+
+    def __post_init__(self) -> None:
+        checks.positive(self, "batch_size", "threads", "repeats")
+        checks.non_negative(self, "warmup")
+        checks.in_range("seq_len", self.seq_len, 1, 512)
+
+
+@dataclass(frozen=True)
+class Costs(LatencySettings):
+    """Stage `costs`: the latency settings, how many ξ of each space to time, the held-out share."""
+
+    n_sample_default: int
+    n_sample_paper: int
+    heldout_fraction: float
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        checks.positive(self, "n_sample_default", "n_sample_paper")
+        checks.in_range("heldout_fraction", self.heldout_fraction, 0, 1, low_open=True, high_open=True)
+
+
+@dataclass(frozen=True)
+class Data:
+    """Stage `data`: seeded task splits and the pretraining corpus, packed into blocks."""
+
+    tasks: list[str]  # our own tasks, from the packaged corpora
+    glue_tasks: list[str]  # GLUE tasks; read from glue_dir when set, else from the hub (cached)
+    glue_dir: str
+    dev_fraction: float
+    test_fraction: float
+    max_examples: int | None  # per task, a stratified subsample; null: all
+    corpus_sources: list[str]
+    corpus_heldout_fraction: float
+    block_size: int
+
+    def __post_init__(self) -> None:
+        checks.subset("tasks", self.tasks, OWN_TASKS)
+        checks.subset("glue_tasks", self.glue_tasks, GLUE_TASKS)
+        if not self.tasks and not self.glue_tasks:
+            checks.fail("tasks", "name at least one task (here or in glue_tasks)")
+        checks.subset("corpus_sources", self.corpus_sources, CORPUS_NAMES)
+        if not self.corpus_sources:
+            checks.fail("corpus_sources", f"name at least one of {list(CORPUS_NAMES)}")
+        checks.in_range("dev_fraction", self.dev_fraction, 0, 0.5, low_open=True)
+        checks.in_range("test_fraction", self.test_fraction, 0, 0.5, low_open=True)
+        if self.dev_fraction + self.test_fraction >= 1:
+            checks.fail(
+                "test_fraction",
+                f"dev_fraction + test_fraction is {self.dev_fraction + self.test_fraction}, "
+                "which would leave no train split; it must be < 1",
+            )
+        checks.in_range("corpus_heldout_fraction", self.corpus_heldout_fraction, 0, 0.5, low_open=True)
+        checks.in_range("block_size", self.block_size, 8, 512)
+        if self.max_examples is not None and self.max_examples < 10:
+            checks.fail("max_examples", f"must be null or at least 10, got {self.max_examples}")
+
+
+@dataclass(frozen=True)
+class KDWeights:
+    """The distillation loss α·CE + β·T²·KL (params group `distill`), shared by ê and pretraining."""
+
+    alpha: float = 0.1  # weight of the masked-LM cross-entropy against the true tokens
+    beta: float = 0.5  # weight of the distillation term
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "beta"):
+            if not getattr(self, name) >= 0:
+                checks.fail(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.alpha + self.beta == 0:
+            checks.fail("beta", "alpha and beta must not both be 0")
+        if not self.temperature > 0:
+            checks.fail("temperature", f"must be positive, got {self.temperature}")
+
+
+@dataclass(frozen=True)
+class SurrogateTheta:
+    """One hyperparameter set θ ∈ Θ of the short distillation runs that measure ê (`extract.thetas`)."""
+
+    name: str
+    lr: float
+    warmup_steps: int
+
+
+@dataclass(frozen=True)
+class Extract:
+    """Stage `extract`: the FPTAS over a space, with its exhaustive reference."""
+
+    space: str  # a key of `spaces`; its fitted cost model (stage costs) gives i(ξ)
+    epsilon: int  # interval size ε of the FPTAS, 1 ≤ ε ≤ |Ξ|
+    sweep_epsilons: list[int]
+    exponents: list[float]  # of the three factors of W; 1, 1, 1 is the paper's W
+    max_steps: int  # s: distillation steps per candidate
+    batch_size: int
+    seq_len: int
+    heldout_batches: int
+    thetas: list[SurrogateTheta]
+    nproc: int  # worker processes (torchrun, gloo) for the candidate evaluations
+    threads_per_process: int
+
+    def __post_init__(self) -> None:
+        checks.positive(self, "max_steps", "batch_size", "heldout_batches", "nproc", "threads_per_process")
+        if self.epsilon < 1:
+            checks.fail("epsilon", f"must be an integer >= 1 (and <= the space size), got {self.epsilon}")
+        for k, eps in enumerate(self.sweep_epsilons):
+            if eps < 1:
+                checks.fail(f"sweep_epsilons[{k}]", f"must be >= 1, got {eps}")
+        if len(self.exponents) != 3 or any(x < 0 for x in self.exponents):
+            checks.fail("exponents", f"must be three non-negative numbers, got {self.exponents}")
+        checks.in_range("seq_len", self.seq_len, 8, 512)
+        checks.thetas("thetas", self.thetas)
+        for k, theta in enumerate(self.thetas):
+            checks.in_range(f"thetas[{k}].warmup_steps", theta.warmup_steps, 0, self.max_steps)
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Hyperparameters of one fine-tuning run (a θ of Agora overrides some of them).
+
+    patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
+    early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
+    A fit trains on the whole frame it is given: sampling the train split is the caller's
+    (`sample_rows`, once per seed), so Agora's grown frames keep every point it added.
+    """
+
+    epochs: int = 3
+    batch_size: int = 32
+    lr: float = 2e-5
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    dropout: float = 0.1
+    max_len: int = 128
+    patience: int = 0
+    eval_every: int = 0
+    eval_batch_size: int = 64
+
+    def __post_init__(self) -> None:
+        positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
+        for name in positive:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("patience", "eval_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+        if not (isinstance(self.lr, int | float) and self.lr > 0):
+            raise ValueError(f"lr must be a positive number, got {self.lr!r}")
+        if not 0 <= self.warmup_fraction <= 1:
+            raise ValueError(f"warmup_fraction must be in [0, 1], got {self.warmup_fraction!r}")
+        if self.weight_decay < 0:
+            raise ValueError(f"weight_decay must be non-negative, got {self.weight_decay!r}")
+        if self.max_grad_norm <= 0:
+            raise ValueError(f"max_grad_norm must be positive, got {self.max_grad_norm!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+    def with_theta(self, theta: Mapping[str, Any]) -> FineTuneConfig:
+        """This config with the fields a hyperparameter set θ names replaced (its "name" is ignored)."""
+        fields = {f.name for f in dataclasses.fields(self)}
+        overrides = {k: v for k, v in theta.items() if k != THETA_NAME}
+        unknown = sorted(set(overrides) - fields)
+        if unknown:
+            raise ValueError(
+                f"θ {theta.get(THETA_NAME, '')!r} sets unknown fields {unknown}; allowed: {sorted(fields)}"
+            )
+        return dataclasses.replace(self, **overrides)
+
+
+@dataclass(frozen=True)
+class FineTuneTheta:
+    """One hyperparameter set θ ∈ Θ of Agora's fine-tuning (`finetune.thetas`): it overrides these."""
+
+    name: str
+    lr: float
+    epochs: int
+
+    def __post_init__(self) -> None:
+        checks.positive(self, "epochs")
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Agora's generator g (`finetune.generator`): nearest-neighbour token substitution."""
+
+    k: int  # neighbours to choose from
+    fraction: float  # of the replaceable tokens of a text
+    n_new: int  # new points per dev mistake
+
+    def __post_init__(self) -> None:
+        checks.positive(self, "k", "n_new")
+        checks.in_range("fraction", self.fraction, 0, 1, low_open=True)
+
+
+@dataclass(frozen=True)
+class FineTune:
+    """Stage `finetune` (one DVC stage per task): source vs student plain vs student with Agora."""
+
+    tasks: list[str]
+    seeds: list[int]
+    max_train_examples: int | None  # a seeded sample of each task's train split; null: all
+    max_len: int
+    batch_size: int
+    warmup_fraction: float
+    dropout: float
+    source_lr: float
+    source_epochs: int
+    eval_every: int  # student dev evaluations every this many steps (0: each epoch); best state kept
+    thetas: list[FineTuneTheta]
+    replay: int
+    generator: GeneratorConfig
+
+    def __post_init__(self) -> None:
+        if not self.tasks:
+            checks.fail("tasks", "name at least one task of data.tasks or data.glue_tasks")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            checks.fail("seeds", f"must be distinct seeds, at least one, got {self.seeds}")
+        for k, seed in enumerate(self.seeds):
+            checks.seed(f"seeds[{k}]", seed)
+        if self.max_train_examples is not None and self.max_train_examples < 10:
+            checks.fail("max_train_examples", f"must be null or at least 10, got {self.max_train_examples}")
+        checks.in_range("max_len", self.max_len, 8, 512)
+        checks.positive(self, "batch_size", "source_epochs")
+        checks.non_negative(self, "eval_every", "replay")
+        checks.in_range("warmup_fraction", self.warmup_fraction, 0, 1)
+        checks.in_range("dropout", self.dropout, 0, 1, high_open=True)
+        checks.in_range("source_lr", self.source_lr, 0, 1, low_open=True)
+        checks.thetas("thetas", self.thetas)
+
+    def source_config(self) -> FineTuneConfig:
+        """The labeller S: the source fine-tuned with one hyperparameter set."""
+        return FineTuneConfig(epochs=self.source_epochs, lr=self.source_lr, **self._shared())
+
+    def student_config(self) -> FineTuneConfig:
+        """The student's fits, before a θ of Θ overrides its learning rate and epochs."""
+        return FineTuneConfig(eval_every=self.eval_every, **self._shared())
+
+    def _shared(self) -> dict:
+        return {
+            "batch_size": self.batch_size,
+            "warmup_fraction": self.warmup_fraction,
+            "dropout": self.dropout,
+            "max_len": self.max_len,
+        }
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    """Stage `benchmark`: CPU latency of the presets, the source and the student, in one run."""
+
+    presets: list[str]  # random-weight networks of these shapes (ose.arch.PRESETS)
+    batch_sizes: list[int]
+    seq_lens: list[int]
+    threads: int
+    warmup: int
+    repeats: int
+    onnx: bool  # also the student exported to ONNX Runtime, plain and int8
+
+    def __post_init__(self) -> None:
+        checks.subset("presets", self.presets, tuple(PRESETS))
+        checks.positive_ints("batch_sizes", self.batch_sizes)
+        checks.positive_ints("seq_lens", self.seq_lens)
+        for k, seq in enumerate(self.seq_lens):
+            checks.in_range(f"seq_lens[{k}]", seq, 1, 512)
+        checks.positive(self, "threads", "repeats")
+        checks.non_negative(self, "warmup")

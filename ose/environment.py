@@ -1,0 +1,157 @@
+"""What a parameter file cannot show: is the source installed, and does the data fit it?
+
+`check_environment(params)` runs before any work (`python -m ose.params check`, which `make
+reproduce` calls, and the first stage, `data`): `source.model` must resolve offline
+(`ose.teacher.resolve_source`); its positions must hold `data.block_size`, `finetune.max_len`
+and `benchmark.seq_lens`; each of our own tasks must split into non-empty train, dev and test
+splits holding both classes, and its fine-tuning sample must hold two classes for every seed.
+Kept apart from `ose.params`, which every stage imports, so that only the stages that run these
+checks depend on the modules they read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ose import paths
+from ose.params import Params, ParamsError, _fail, load, profile_names, use_profile
+
+ROBERTA_LIKE = ("roberta", "xlm-roberta", "camembert")  # position ids start after the padding index
+
+
+def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]] | None = None) -> None:
+    """Check `params` against what is installed; `from_dict` cannot, as it reads no files.
+
+    `source.model` must resolve offline (`ose.teacher.resolve_source`); its positions must hold
+    `data.block_size`, `finetune.max_len` and `benchmark.seq_lens`; for each of our own tasks the
+    split sizes (`ose.tasks.task_split_sizes`, from the corpus's class counts) must leave every
+    split an example of each class (of at least one class, for a multi-class task), and the
+    fine-tuning sample of `finetune.max_train_examples` must hold two classes for every seed.
+    `readers` (task name → corpus reader) is for tests. Raises `ParamsError`.
+    """
+    from ose.teacher import SourceUnavailable, resolve_source
+
+    try:
+        where = resolve_source(params.source.model)
+    except SourceUnavailable as exc:
+        raise ParamsError(str(exc)) from None
+    _check_positions(params, where)
+    for name in params.data.tasks:
+        _check_task_splits(params, name, readers)
+
+
+def _check_positions(params: Params, where: str) -> None:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(where)
+    except (OSError, ValueError) as exc:
+        _fail(
+            "source.model", f"cannot read the config of {params.source.model!r}: {str(exc).splitlines()[0]}"
+        )
+    limit = getattr(config, "max_position_embeddings", None)
+    if limit is None:
+        return
+    how = f"max_position_embeddings {limit}"
+    if config.model_type in ROBERTA_LIKE:
+        offset = (config.pad_token_id or 0) + 1
+        limit -= offset
+        how += f" minus {offset}, as {config.model_type} position ids start after the padding index"
+    lengths = [("data.block_size", params.data.block_size), ("finetune.max_len", params.finetune.max_len)]
+    lengths += [(f"benchmark.seq_lens[{k}]", n) for k, n in enumerate(params.benchmark.seq_lens)]
+    for path, length in lengths:
+        if length > limit:
+            _fail(
+                path,
+                f"must be <= {limit}, the positions source.model {params.source.model!r} can encode "
+                f"({how}), got {length}",
+            )
+
+
+def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable[[], Any]] | None) -> None:
+    from ose.tasks import OWN_TASK_READERS, build_task, task_spec, task_split_sizes
+
+    data, spec = params.data, task_spec(name)
+    corpus = (OWN_TASK_READERS if readers is None else readers)[name]()
+    counts = [corpus.labels.count(label) for label in spec.label_names]
+    sizes = task_split_sizes(
+        counts,
+        dev_fraction=data.dev_fraction,
+        test_fraction=data.test_fraction,
+        max_examples=data.max_examples,
+    )
+    binary = len(counts) == 2
+    for k, split in enumerate(("train", "dev", "test")):
+        per_class = [s[k] for s in sizes]
+        if sum(per_class) and (min(per_class) or not binary):
+            continue
+        if data.max_examples is not None and data.max_examples < len(corpus.labels):
+            key, value = "data.max_examples", data.max_examples
+        elif split == "train":
+            key, value = (
+                "data.test_fraction",
+                f"{data.test_fraction} (with data.dev_fraction {data.dev_fraction})",
+            )
+        else:
+            key, value = f"data.{split}_fraction", getattr(data, f"{split}_fraction")
+        shown = ", ".join(f"{s} {[c[j] for c in sizes]}" for j, s in enumerate(("train", "dev", "test")))
+        need = "at least one example of each class" if binary else "at least one example"
+        _fail(
+            key,
+            f"{value} gives {name} splits of {shown} examples per class ({', '.join(spec.label_names)}); "
+            f"every split needs {need}",
+        )
+    limit = params.finetune.max_train_examples
+    if name not in params.finetune.tasks or limit is None:
+        return
+    from ose.finetune import sample_rows
+
+    task = build_task(
+        name,
+        dev_fraction=data.dev_fraction,
+        test_fraction=data.test_fraction,
+        seed=params.seed,
+        max_examples=data.max_examples,
+        readers={name: lambda: corpus},
+    )
+    for k, seed in enumerate(params.finetune.seeds):
+        if sample_rows(task.train, limit, seed)["label"].nunique() < 2:
+            _fail(
+                "finetune.max_train_examples",
+                f"{limit} draws a train sample of one class for {name} with finetune.seeds[{k}] = {seed} "
+                f"(from a train split of {len(task.train)}); raise it, or null: the whole train split",
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m ose.params", description="Check params.yaml and the installation, or switch profile."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    check = sub.add_parser("check", help="validate a parameter file")
+    check.add_argument("file", nargs="?", default=str(paths.PARAMS))
+    use = sub.add_parser("use", help="write a profile to params.yaml")
+    use.add_argument("profile", choices=profile_names())
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check":
+            params = load(args.file)
+            try:
+                check_environment(params)
+            except ParamsError as exc:
+                raise ParamsError(f"{args.file}: {exc}") from None
+            print(f"{args.file}: valid (profile {params.profile!r})")
+        else:
+            use_profile(args.profile)
+            print(f"params.yaml now holds profile {args.profile!r}")
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,238 @@
+"""Stage `costs`: p(ξ) counted, i(ξ) measured and fitted, the AB^nC property, Bort's size claims.
+
+For each space (`default`, `paper`) a seeded sample of ξ is timed (cached row by row in
+`latency_cache`, so an interrupted run resumes), a polynomial cost model is fitted and scored on
+held-out ξ (`ose.cost_model`), and written to `cost_model_dir/<space>.json` for stage `extract`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from ose import abnc, figures
+from ose.arch import BERT_EMBEDDING, Arch, preset
+from ose.cost_model import LatencySettings, SpaceFit, fit_space
+from ose.costs import bort_size_claims
+from ose.machine import machine_info
+from ose.params import Params
+from ose.paths import resolve
+from ose.results import StageResult, markdown_table, write_table
+
+SPACES = ("default", "paper")  # the spaces that get a cost model, in this order
+BORT_SHAPES = ("bort-paper", "bort-released")  # the shapes of Bort we count against BERT-large
+LATENCY_COLUMNS = ["space", "arch", "median_ms", "iqr_ms", "predicted_ms", "split"]
+PART_COLUMNS = ["space", "arch", "part", "params", "gflops", "median_ms"]
+BORT_COLUMNS = [
+    "shape",
+    "arch",
+    "total_M",
+    "paper_total_M",
+    "embedding_M",
+    "paper_embedding_M",
+    "pct_of_bert_large",
+    "paper_pct_of_bert_large",
+    "effective_pct_of_bert_large",
+    "paper_effective_pct_of_bert_large",
+    "encoder_pct_of_bert_large_encoder",
+    "matches_all",
+]
+BORT_SHOWN_COLUMNS = [
+    "shape",
+    "arch",
+    "total_M",
+    "embedding_M",
+    "pct_of_bert_large",
+    "effective_pct_of_bert_large",
+    "matches_all",
+]
+
+
+@dataclass(frozen=True)
+class Paths:
+    latency_cache: str | Path = "data/costs/latency_cache.csv"
+    cost_model_dir: str | Path = "models/costs"
+    metrics_file: str | Path = "reports/metrics/costs.json"
+    tables_dir: str | Path = "reports/tables"
+    figures_dir: str | Path = "reports/figures"
+
+
+@dataclass(frozen=True)
+class Result(StageResult):
+    profile: str
+    settings: dict  # the LatencySettings fields of params.costs
+    n_measured_default: int
+    n_measured_paper: int
+    default_space_mape_fit: float
+    default_space_mape_heldout: float
+    paper_space_mape_fit: float
+    paper_space_mape_heldout: float
+    abnc: dict  # space → condition → holds
+    abnc_share_of_space: dict  # space → condition → share of the space where it holds exactly
+    bort_shape_matching_paper: list
+    machine: dict
+
+
+def latency_settings(settings: LatencySettings) -> dict:
+    """The measurement settings alone (params.costs also says how many ξ to time)."""
+    return {f.name: getattr(settings, f.name) for f in fields(LatencySettings)}
+
+
+def fit_summary(fits: dict[str, SpaceFit]) -> list[dict]:
+    """One row per space: how many ξ were timed, the fit's errors and the model's coefficients."""
+    return [
+        {
+            "space": name,
+            "measured": len(fit.rows),
+            "MAPE fit (%)": fit.mape_fit,
+            "MAPE held-out (%)": fit.mape_heldout,
+            **dict(zip(fit.model.features, fit.model.coefficients, strict=True)),
+        }
+        for name, fit in fits.items()
+    ]
+
+
+def verdict_rows(fraction: dict[str, dict], verdict: dict[str, dict]) -> list[dict]:
+    """One row per AB^nC condition: its share of each space, and whether it holds there."""
+    return [
+        {
+            "condition": c,
+            **{f"{n}: share of space": fraction[n][c] for n in fraction},
+            **{f"{n}: holds": verdict[n][c] for n in verdict},
+        }
+        for c in abnc.CONDITIONS
+    ]
+
+
+def marks(source: Arch, space: list[Arch], name: str) -> dict[str, Arch]:
+    """The reference points drawn on a space's p-against-i plane (those inside the space)."""
+    wanted = {
+        "default": {f"source {source.name}": source},
+        "paper": {"Bort (paper shape)": preset("bort-paper").arch},
+    }
+    return {label: arch for label, arch in wanted.get(name, {}).items() if arch in space}
+
+
+def _save(fig, path: Path) -> Path:
+    figures.save(fig, path)
+    plt.close(fig)
+    return path
+
+
+def fit_spaces(
+    params: Params, spaces: dict[str, list[Arch]], cache: Path, progress: bool
+) -> dict[str, SpaceFit]:
+    """Sample, time (resuming from the cache), fit and score the cost model of each space."""
+    costs = params.costs
+    return {
+        name: fit_space(
+            name,
+            space,
+            getattr(costs, f"n_sample_{name}"),
+            costs,
+            costs.heldout_fraction,
+            params.seed,
+            cache,
+            progress,
+        )
+        for name, space in spaces.items()
+    }
+
+
+def check_abnc(
+    params: Params, spaces: dict[str, list[Arch]], cache: Path
+) -> tuple[list[dict], dict[str, dict], dict[str, dict]]:
+    """(rows of the timed parts, verdict per space, share of each space where each condition holds)."""
+    rows, verdict, fraction = [], {}, {}
+    for name, space in spaces.items():
+        parts = abnc.part_table(
+            name, abnc.representatives(space), params.costs, seed=params.seed, cache_path=cache
+        )
+        rows += parts
+        fraction[name] = abnc.fraction_holding(space, params.costs.seq_len)
+        verdict[name] = abnc.verdict(fraction[name], abnc.measured_conditions(parts))
+    return rows, verdict, fraction
+
+
+def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+    """Time, fit and write every cost model, table and figure of the stage, then its metrics.
+
+    Returns the metrics and what the notebook shows: Markdown tables and PNG paths by name.
+    """
+    tables, figs, cache = resolve(paths.tables_dir), resolve(paths.figures_dir), resolve(paths.latency_cache)
+    costs = params.costs
+    spaces = {name: params.spaces[name].architectures() for name in SPACES}
+    source = Arch.parse(params.source.arch)
+    print(f"profile {params.profile!r}: {LatencySettings(**latency_settings(costs))}")
+    print({name: len(space) for name, space in spaces.items()}, "architectures per space")
+
+    fits = fit_spaces(params, spaces, cache, progress)
+    for name, fit in fits.items():
+        fit.model.to_json(resolve(paths.cost_model_dir) / f"{name}.json")
+    write_table(
+        tables / "latencies",
+        [row for fit in fits.values() for row in fit.rows],
+        columns=LATENCY_COLUMNS,
+        title=f"Measured and predicted latency, batch {costs.batch_size} × length "
+        f"{costs.seq_len}, {costs.threads} thread(s), profile {params.profile}",
+    )
+    shown = {
+        "fit_summary": markdown_table(fit_summary(fits), digits=3),
+        "costs_predicted_vs_measured.png": _save(
+            figures.predicted_vs_measured(list(fits.values())), figs / "costs_predicted_vs_measured.png"
+        ),
+        "costs_latency_vs_dimensions.png": _save(
+            figures.latency_vs_dimensions(list(fits.values())), figs / "costs_latency_vs_dimensions.png"
+        ),
+    }
+    for name, fit in fits.items():
+        fig = figures.size_vs_cost(
+            name, spaces[name], fit.model, BERT_EMBEDDING, marks(source, spaces[name], name)
+        )
+        shown[f"costs_p_vs_i_{name}.png"] = _save(fig, figs / f"costs_p_vs_i_{name}.png")
+
+    part_rows, verdict, fraction = check_abnc(params, spaces, cache)
+    write_table(
+        tables / "abnc_parts",
+        part_rows,
+        columns=PART_COLUMNS,
+        title=f"Parts of f = C ∘ B^D ∘ A: parameters, GFLOPs and latency (profile {params.profile})",
+    )
+    conditions = verdict_rows(fraction, verdict)
+    write_table(
+        tables / "abnc",
+        conditions,
+        title="AB^nC conditions (p: parameters, i: inference cost; C: pooler, Cmlm: masked-LM head)",
+    )
+    shown["abnc"] = markdown_table(conditions)
+    shown["abnc_parts"] = markdown_table(part_rows, PART_COLUMNS, digits=3)
+
+    shapes = {name: (preset(name).arch, preset(name).embedding) for name in BORT_SHAPES}
+    bert_large = preset("bert-large")
+    claims = bort_size_claims(shapes, (bert_large.arch, bert_large.embedding))
+    write_table(
+        tables / "bort_sizes",
+        claims,
+        columns=BORT_COLUMNS,
+        title="Bort's size claims against our exact counts (M = millions of parameters; %: of BERT-large)",
+    )
+    shown["bort_sizes"] = markdown_table(claims, BORT_SHOWN_COLUMNS)
+
+    result = Result(
+        profile=params.profile,
+        settings=latency_settings(costs),
+        n_measured_default=len(fits["default"].rows),
+        n_measured_paper=len(fits["paper"].rows),
+        default_space_mape_fit=fits["default"].mape_fit,
+        default_space_mape_heldout=fits["default"].mape_heldout,
+        paper_space_mape_fit=fits["paper"].mape_fit,
+        paper_space_mape_heldout=fits["paper"].mape_heldout,
+        abnc=verdict,
+        abnc_share_of_space=fraction,
+        bort_shape_matching_paper=[row["shape"] for row in claims if row["matches_all"]],
+        machine=machine_info(),
+    )
+    result.write(resolve(paths.metrics_file))
+    return result, shown

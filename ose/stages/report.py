@@ -1,0 +1,43 @@
+"""Stage `report` (notebook 09): every stage's results beside the paper's claims, as reports/README.md.
+
+The content is `ose.report.render`'s. This stage writes no metrics file: its output is the report.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ose.atomic import write_text_atomic
+from ose.params import Params
+from ose.paths import resolve
+from ose.report import not_run, render
+from ose.results import StageResult
+
+
+@dataclass(frozen=True)
+class Paths:
+    """The notebook's path parameters (defaults: dvc.yaml's)."""
+
+    metrics_dir: str | Path = "reports/metrics"
+    tables_dir: str | Path = "reports/tables"
+    report_file: str | Path = "reports/README.md"
+
+
+@dataclass(frozen=True)
+class Result(StageResult):
+    """What the report says about the pipeline (not written: the report is the stage's output)."""
+
+    profile: str
+    stages_not_run: list[str]  # whose sections say "has not run"
+
+
+def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+    """Render the report from the stages' results and tables, and write it.
+
+    Returns the result and what the notebook shows: the report's Markdown (`report`).
+    """
+    metrics_dir, tables_dir = resolve(paths.metrics_dir), resolve(paths.tables_dir)
+    text = render(metrics_dir, tables_dir, params.profile)
+    write_text_atomic(resolve(paths.report_file), text)
+    return Result(profile=params.profile, stages_not_run=not_run(metrics_dir, tables_dir)), {"report": text}
