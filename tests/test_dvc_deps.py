@@ -192,7 +192,9 @@ def stage_problems(name: str, stage: Mapping[str, Any], root: Path) -> list[str]
     absent = [d for d in deps if re.fullmatch(rf"{PACKAGE}/.+\.py", d) and not (root / d).is_file()]
     if absent:
         problems.append(f"stage {name}: deps name files that do not exist: {absent}")
-    extra = sorted(d for d in deps if re.fullmatch(rf"{PACKAGE}/.+\.py", d) and d not in closure | set(absent))
+    extra = sorted(
+        d for d in deps if re.fullmatch(rf"{PACKAGE}/.+\.py", d) and d not in closure | set(absent)
+    )
     if extra:
         problems.append(f"stage {name}: deps name modules it never imports (a needless re-run): {extra}")
     return problems
