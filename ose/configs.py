@@ -226,24 +226,73 @@ class SurrogateTheta:
     warmup_steps: int
 
 
+SIZES = ("effective", "net")  # p in W: the encoder's parameters, or all of them
+REFERENCES = ("source", "space_max")  # T in W: the source network, or the space's own maximum
+
+
+@dataclass(frozen=True)
+class SurrogateCheck:
+    """Does ê after s steps rank architectures as longer training does? (`extract.check`)
+
+    `archs` architectures, stratified over the space by encoder size, each trained for `steps`
+    steps (the surrogate's recipe, first θ) with the held-out distillation loss logged at every s of
+    `log_steps` in the same run; ê at the smallest s is also measured under every seed of `seeds`.
+    `extract.max_steps: auto` takes the smallest s whose Kendall τ_b with the final loss is at
+    least `tau` and whose pick loses no W, at most `max_auto_steps` (else the largest s allowed).
+    """
+
+    archs: int
+    steps: int
+    log_steps: list[int]
+    seeds: list[int]
+    n_boot: int
+    tau: float
+    max_auto_steps: int
+
+    def __post_init__(self) -> None:
+        checks.positive(self, "steps", "n_boot", "max_auto_steps")
+        if self.archs < 3:
+            checks.fail("archs", f"must be at least 3 (a ranking), got {self.archs}")
+        checks.positive_ints("log_steps", self.log_steps)
+        if self.log_steps != sorted(self.log_steps) or self.log_steps[-1] >= self.steps:
+            checks.fail("log_steps", f"must increase and stay below steps ({self.steps}), got {self.log_steps}")
+        if len(set(self.seeds)) < 2:
+            checks.fail("seeds", f"need at least two distinct seeds for the seed noise, got {self.seeds}")
+        for k, seed in enumerate(self.seeds):
+            checks.seed(f"seeds[{k}]", seed)
+        checks.in_range("tau", self.tau, -1, 1)
+
+
 @dataclass(frozen=True)
 class Extract:
-    """Stage `extract`: the FPTAS over a space, with its exhaustive reference."""
+    """Stage `extract`: the FPTAS over a space, with its exhaustive reference and the surrogate check."""
 
     space: str  # a key of `spaces`; its fitted cost model (stage costs) gives i(ξ)
+    size: str  # p in W: "effective" (encoder only, the default) or "net" (everything)
+    reference: str  # T in W: "source" (outside the space, as in the paper) or "space_max"
     epsilon: int  # interval size ε of the FPTAS, 1 ≤ ε ≤ |Ξ|
     sweep_epsilons: list[int]
     exponents: list[float]  # of the three factors of W; 1, 1, 1 is the paper's W
-    max_steps: int  # s: distillation steps per candidate
+    max_steps: int | str  # s: distillation steps per candidate, or "auto" (from the surrogate check)
     batch_size: int
     seq_len: int
     heldout_batches: int
     thetas: list[SurrogateTheta]
     nproc: int  # worker processes (torchrun, gloo) for the candidate evaluations
     threads_per_process: int
+    check: SurrogateCheck
 
     def __post_init__(self) -> None:
-        checks.positive(self, "max_steps", "batch_size", "heldout_batches", "nproc", "threads_per_process")
+        if self.size not in SIZES:
+            checks.fail("size", f"must be one of {list(SIZES)}, got {self.size!r}")
+        if self.reference not in REFERENCES:
+            checks.fail("reference", f"must be one of {list(REFERENCES)}, got {self.reference!r}")
+        if isinstance(self.max_steps, str):
+            if self.max_steps != "auto":
+                checks.fail("max_steps", f"must be a positive integer or 'auto', got {self.max_steps!r}")
+        else:
+            checks.positive(self, "max_steps")
+        checks.positive(self, "batch_size", "heldout_batches", "nproc", "threads_per_process")
         if self.epsilon < 1:
             checks.fail("epsilon", f"must be an integer >= 1 (and <= the space size), got {self.epsilon}")
         for k, eps in enumerate(self.sweep_epsilons):
@@ -253,8 +302,9 @@ class Extract:
             checks.fail("exponents", f"must be three non-negative numbers, got {self.exponents}")
         checks.in_range("seq_len", self.seq_len, 8, 512)
         checks.thetas("thetas", self.thetas)
+        shortest = self.max_steps if isinstance(self.max_steps, int) else self.check.log_steps[0]
         for k, theta in enumerate(self.thetas):
-            checks.in_range(f"thetas[{k}].warmup_steps", theta.warmup_steps, 0, self.max_steps)
+            checks.in_range(f"thetas[{k}].warmup_steps", theta.warmup_steps, 0, shortest)
 
 
 @dataclass(frozen=True)
