@@ -255,7 +255,7 @@ class SurrogateCheck:
             checks.fail("archs", f"must be at least 3 (a ranking), got {self.archs}")
         checks.positive_ints("log_steps", self.log_steps)
         if self.log_steps != sorted(self.log_steps) or self.log_steps[-1] >= self.steps:
-            checks.fail("log_steps", f"must increase and stay below steps ({self.steps}), got {self.log_steps}")
+            checks.fail("log_steps", f"must increase and stay below steps ({self.steps}): {self.log_steps}")
         if len(set(self.seeds)) < 2:
             checks.fail("seeds", f"need at least two distinct seeds for the seed noise, got {self.seeds}")
         for k, seed in enumerate(self.seeds):

@@ -59,6 +59,10 @@ class FixedSample:
         labels = self.labels[k]
         return self.inputs[k], labels, self.teacher_logits[k], labels[labels != IGNORE]
 
+    def head(self, n: int) -> FixedSample:
+        """The first n batches."""
+        return FixedSample(self.inputs[:n], self.labels[:n], self.teacher_logits[:n])
+
     def to(self, device: torch.device | str) -> FixedSample:
         """The same sample on `device` (the candidates train where their sample is)."""
         return FixedSample(
@@ -137,6 +141,30 @@ def surrogate_error(
     starting weights do not depend on the device.
     """
     start = time.perf_counter()
+    model, history = distill_on_sample(
+        arch, embedding, train, heldout, steps, lr, warmup_steps, weights, seed
+    )
+    error = heldout_kd_loss(model, heldout, weights)
+    return {"error": error, "train_loss": history[-1]["loss"], "seconds": time.perf_counter() - start}
+
+
+def distill_on_sample(
+    arch: Arch,
+    embedding: Embedding,
+    train: FixedSample,
+    heldout: FixedSample,
+    steps: int,
+    lr: float,
+    warmup_steps: int,
+    weights: KDWeights,
+    seed: int,
+    eval_every: int = 0,
+) -> tuple[nn.Module, list[dict]]:
+    """A freshly initialised ξ distilled for `steps` steps on B (step t: batch t mod |B|).
+
+    With `eval_every`, the history also holds the held-out distillation loss (`kd_loss`) every
+    `eval_every` steps and at the end: the surrogate check's ê_s at several s, in one run.
+    """
     device = train.inputs.device
     if heldout.inputs.device != device:
         raise ValueError(f"train sample on {device}, held-out sample on {heldout.inputs.device}")
@@ -149,12 +177,23 @@ def surrogate_error(
         weight_decay=0.01,
         max_grad_norm=1.0,
         checkpoint_every=0,
+        eval_every=eval_every,
     )
 
     def loss_fn(model: nn.Module, step: int, _: torch.Generator) -> torch.Tensor:
         inputs, labels, teacher_logits, targets = train.batch(step % len(train))
         return kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, weights)
 
-    history = train_loop(model, loss_fn, config, seed, progress=False, desc=f"ê({arch.name})")
-    error = heldout_kd_loss(model, heldout, weights)
-    return {"error": error, "train_loss": history[-1]["loss"], "seconds": time.perf_counter() - start}
+    def evaluate(model: nn.Module) -> dict:
+        return {"kd_loss": heldout_kd_loss(model, heldout, weights)}
+
+    history = train_loop(
+        model,
+        loss_fn,
+        config,
+        seed,
+        evaluate=evaluate if eval_every else None,
+        progress=False,
+        desc=f"ê({arch.name})",
+    )
+    return model, history

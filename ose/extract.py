@@ -21,9 +21,9 @@ from ose.atomic import save_torch_atomic, write_text_atomic
 from ose.configs import Extract  # noqa: F401 (re-exported)
 from ose.cost_model import CostModel
 from ose.costs import op_count, param_count
-from ose.distill import fixed_sample
+from ose.distill import FixedSample, fixed_sample
 from ose.fingerprint import mapping_digest, state_digest, tensor_digest
-from ose.fptas import Choice, Point, space_points
+from ose.fptas import Choice, Point, maximum_point, space_points
 
 EXTRACTED = "extracted.json"
 
@@ -46,9 +46,62 @@ def load_teacher(teacher_dir: str | Path) -> tuple[torch.nn.Module, object, Arch
     return teacher, tokenizer, arch, embedding
 
 
-def points_of(space: Sequence[Arch], embedding: Embedding, cost_model: CostModel) -> list[Point]:
+def size_of(arch: Arch, embedding: Embedding, size: str = "effective") -> int:
+    """p(ξ) as W counts it: "effective", everything but the embedding table (encoder and pooler), or
+    "net", every parameter.
+
+    Effective is the default because, by the AB^nC form, the embedding is a table lookup at
+    inference: it costs memory, not time, and with a 30,522-token vocabulary it dominates the net
+    size of a small ξ, so that W would reward the smallest hidden size whatever ê says (as our
+    first run found). The Bort paper reports both sizes (56M net, 5.5% effective).
+    """
+    counts = param_count(arch, embedding)
+    if size == "effective":
+        return counts.total - counts.embedding
+    if size == "net":
+        return counts.total
+    raise ValueError(f"size must be 'effective' or 'net', got {size!r}")
+
+
+def points_of(
+    space: Sequence[Arch], embedding: Embedding, cost_model: CostModel, size: str = "effective"
+) -> list[Point]:
     """(ξ, p(ξ), i(ξ)) for every ξ of the space."""
-    return space_points(space, lambda a: param_count(a, embedding).total, cost_model.predict)
+    return space_points(space, lambda a: size_of(a, embedding, size), cost_model.predict)
+
+
+def reference_point(points: Sequence[Point], source: Point, reference: str) -> tuple[int, float]:
+    """T of W: the source network ("source", the paper's choice: BERT-large lies outside its space),
+    or the space's own maximum ("space_max", our first run's T), component-wise."""
+    if reference == "source":
+        larger = [pt.name for pt in points if pt.p > source.p or pt.i > source.i]
+        if larger:
+            raise ValueError(
+                f"extract.reference 'source': the source ({source.name}) must be larger than every ξ "
+                f"of the space in p and i, but {larger[:3]} are not smaller; use 'space_max'"
+            )
+        return maximum_point(points, source=source)
+    if reference == "space_max":
+        return maximum_point(points)
+    raise ValueError(f"reference must be 'source' or 'space_max', got {reference!r}")
+
+
+def space_geometry(
+    space: Sequence[Arch], reference: Arch, embedding: Embedding, seq_len: int
+) -> dict[str, float]:
+    """Where a space sits around its reference network: the ranges of each ξ's effective size, net
+    size and operation count as fractions of the reference's, and of W's two size factors."""
+    ref = param_count(reference, embedding)
+    ref_flops = op_count(reference, seq_len, embedding).total
+    effective = [size_of(a, embedding) / (ref.total - ref.embedding) for a in space]
+    net = [param_count(a, embedding).total / ref.total for a in space]
+    flops = [op_count(a, seq_len, embedding).total / ref_flops for a in space]
+    out = {"n": len(space)}
+    for name, values in (("effective_size", effective), ("net_size", net), ("flops", flops)):
+        out[f"{name}_min"], out[f"{name}_max"] = min(values), max(values)
+    out["size_factor_min"], out["size_factor_max"] = 1 - max(effective), 1 - min(effective)
+    out["cost_factor_min"], out["cost_factor_max"] = 1 - max(flops), 1 - min(flops)
+    return out
 
 
 def write_sample(
@@ -70,6 +123,11 @@ def write_sample(
     train = fixed_sample(blocks["train"], steps, batch_size, seq_len, teacher, tokenizer, seed)
     heldout = fixed_sample(blocks["heldout"], heldout_batches, batch_size, seq_len, teacher, tokenizer, seed)
     save_torch_atomic({"train": train.to_dict(), "heldout": heldout.to_dict()}, path)
+    return sample_key(train, heldout, teacher)
+
+
+def sample_key(train: FixedSample, heldout: FixedSample, teacher: torch.nn.Module) -> str:
+    """A key of a sample's content: its masked tokens and the teacher's weights."""
     parts = [tensor_digest(t) for t in (train.inputs, train.labels, heldout.inputs, heldout.labels)]
     return mapping_digest({"sample": parts, "teacher": state_digest(teacher)})
 
@@ -94,6 +152,7 @@ def describe(choice: Choice, embedding: Embedding, cost_model: CostModel, source
         },
         "source": source.name,
         "params_vs_source": p.total / p_source.total,
+        "effective_params_vs_source": (p.total - p.embedding) / (p_source.total - p_source.embedding),
         "latency_vs_source": cost_model.predict(arch) / cost_model.predict(source),
     }
 

@@ -200,8 +200,8 @@ def _cli_check(tmp_path, capsys, text: str) -> tuple[int, str]:
     [
         ("  lr: 0.001\n", "  lr: .nan\n", "pretrain.lr: must be a finite number, got nan"),
         (
-            "  seeds: [0, 1, 2]\n",
-            "  seeds: [-1]\n",
+            "  tasks: [rotten_tomatoes, imdb, bbc]\n  seeds: [0, 1, 2]\n",
+            "  tasks: [rotten_tomatoes, imdb, bbc]\n  seeds: [-1]\n",
             "finetune.seeds[0]: must be an integer in [0, 4294967295]",
         ),
         ("seed: 0\n", "seed: 1180591620717411303424\n", "seed: must be an integer in [0, 4294967295]"),

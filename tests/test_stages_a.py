@@ -17,7 +17,7 @@ from ose.tasks import TaskData
 
 MACHINE = ["machine"]
 # The metrics keys, in order, as the notebooks wrote them before the stages moved into ose.stages:
-# stages downstream (finetune, report) read these names.
+# stages downstream (finetune, report) read these names. Later keys may only be appended.
 KEYS = {
     costs: ["profile", "settings", "n_measured_default", "n_measured_paper", "default_space_mape_fit"]
     + ["default_space_mape_heldout", "paper_space_mape_fit", "paper_space_mape_heldout", "abnc"]
@@ -44,16 +44,16 @@ STAGES = list(KEYS)
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_result_fields_are_the_metrics_keys(stage):
-    assert [f.name for f in fields(stage.Result)] == KEYS[stage]
+    assert [f.name for f in fields(stage.Result)][: len(KEYS[stage])] == KEYS[stage]
 
 
 @pytest.mark.parametrize("stage", STAGES, ids=lambda m: m.__name__.rsplit(".", 1)[-1])
 def test_result_round_trips(stage, tmp_path):
-    values = {name: k for k, name in enumerate(KEYS[stage])}
-    result = stage.Result(**values)
+    names = [f.name for f in fields(stage.Result)]
+    result = stage.Result(**{name: k for k, name in enumerate(names)})
     path = result.write(tmp_path / "m.json")
     assert stage.Result.read(path) == result
-    assert list(json.loads(path.read_text())) == KEYS[stage]
+    assert list(json.loads(path.read_text())) == names
 
 
 def test_paths_defaults_are_the_notebook_parameters():

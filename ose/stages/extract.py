@@ -1,8 +1,11 @@
-"""Stage `extract`: the FPTAS over a space, its exhaustive optimum, the ε-sweep, the extracted ξ.
+"""Stage `extract`: the surrogate check, the FPTAS at ε, its exhaustive reference, the ε-sweep.
 
-ê of a (ξ, θ) pair is deterministic for a fixed seed, so one exhaustive table (ε = 1, computed
-once over torchrun workers, `ose.surrogate`) gives the FPTAS answer for every ε and for other
-exponents of W without retraining (`ose.fptas.select_from_table`, `ose.fptas.epsilon_sweep`).
+In order: (1) the surrogate check (`ose.surrogate_check`): does ê after s steps rank architectures
+as a long run does? It gives s when `extract.max_steps` is `auto`; (2) the FPTAS itself at ε: only
+its ⌈|Ξ|/ε⌉ candidates are trained (|Θ| times each), counted and timed; (3) the exhaustive
+reference (ε = 1), which reuses the FPTAS's rows (ê of a (ξ, θ) pair is deterministic for a fixed
+seed) and gives the approximation ratio at every ε of the sweep and the exponent ablation
+without retraining (`ose.fptas.select_from_table`, `ose.fptas.epsilon_sweep`).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import extract, figures, fptas
-from ose.arch import Arch
+from ose import extract, figures, fptas, ranking, surrogate_check
+from ose.arch import PRESETS, Arch
 from ose.cost_model import CostModel
 from ose.data import load_blocks
+from ose.distill import fixed_sample
 from ose.machine import machine_info
 from ose.params import Params
 from ose.paths import resolve
@@ -28,6 +32,7 @@ SWEEP_SHOWN_COLUMNS = ["epsilon", "n_candidates", "n_trainings", "arch", "w", "a
 CANDIDATE_COLUMNS = ["arch", "p", "i", "theta", "error", "w", "pareto", "fptas_candidate"]
 TOP_COLUMNS = ["arch", "p", "i", "theta", "error", "w", "pareto"]
 TOP = 10  # candidates shown, by W
+CHECK_COLUMNS = ["s", "tau_b", "ci_low", "ci_high", "pick", "best", "w_regret"]
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,20 @@ class Result(StageResult):
     pareto_front_size: int
     chosen_on_pareto_front: bool
     machine: dict
+    # Since the surrogate check (None in metrics written before it):
+    size: str | None = None  # p in W: "effective" or "net"
+    reference: str | None = None  # T in W: "source" or "space_max"
+    max_steps: int | None = None  # the s the FPTAS trained with
+    max_steps_reason: str | None = None  # why: the params, or the surrogate check's rule
+    surrogate_check: list | None = None  # per s: tau_b, ci_low, ci_high, pick, best, w_regret
+    seed_noise: dict | None = None  # of ê at the smallest s (`ose.ranking.seed_noise`)
+    geometry: dict | None = None  # each space's ranges relative to its reference network
+    position: int | None = None  # of the extracted ξ in the (p, i) order of the space, 1 = smallest
+    fptas_trainings: int | None = None  # what the FPTAS at ε trained itself
+    fptas_seconds: float | None = None  # their training time (from the cached rows)
+    fptas_matches_table: bool | None = None  # the live FPTAS and select_from_table(ε) agree
+    sweep_differs_at: list | None = None  # the ε whose answer is not the exhaustive optimum
+    compute_seconds: float | None = None  # reference runs + the busiest ê worker (from the caches)
 
 
 def sweep_epsilons(sweep: list[int], epsilon: int) -> list[int]:
@@ -117,7 +136,7 @@ def candidate_rows(optimum: fptas.FptasResult, chosen: fptas.FptasResult) -> lis
 
 
 def surrogate_job(
-    params: Params, space: list[Arch], embedding, paths: Paths, sample_key: str
+    params: Params, space: list[Arch], embedding, paths: Paths, sample_key: str, steps: int
 ) -> SurrogateJob:
     cfg = params.extract
     return SurrogateJob(
@@ -125,7 +144,7 @@ def surrogate_job(
         thetas=[asdict(theta) for theta in cfg.thetas],
         sample_path=str(resolve(paths.sample_file)),
         embedding=asdict(embedding),
-        steps=cfg.max_steps,
+        steps=steps,
         weights=asdict(params.distill),
         seed=params.seed,
         shard_dir=str(resolve(paths.surrogate_dir)),
@@ -140,51 +159,137 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
-    """Evaluate ê over the space, select, sweep ε, write tables, figures, the extracted ξ and metrics.
+def scatter_steps(check_rows: list[dict], steps: int) -> int:
+    """The logged s shown against the final loss: the FPTAS's s, or the largest logged s below it."""
+    return max([r["s"] for r in check_rows if r["s"] <= steps] or [check_rows[0]["s"]])
 
-    Returns the metrics and what the notebook shows: Markdown tables and PNG paths by name.
-    """
+
+def surrogate_check_rows(
+    params, space, points, max_point, embedding, teacher, tokenizer, blocks, paths, progress
+):
+    """The surrogate check: reference runs, per-s scores, seed noise, and the s to use."""
+    cfg, check = params.extract, params.extract.check
+    theta = cfg.thetas[0]
+    train = fixed_sample(
+        blocks["train"], check.steps, cfg.batch_size, cfg.seq_len, teacher, tokenizer, params.seed
+    )
+    heldout = fixed_sample(
+        blocks["heldout"], cfg.heldout_batches, cfg.batch_size, cfg.seq_len, teacher, tokenizer, params.seed
+    )
+    by_size = {pt.name: pt.p for pt in points}
+    archs = ranking.stratified_sample(
+        space, check.archs, key=lambda a: (by_size[a.name], a.name), seed=params.seed
+    )
+    runs = surrogate_check.reference_runs(
+        archs,
+        embedding,
+        train,
+        heldout,
+        check,
+        theta,
+        params.distill,
+        params.seed,
+        resolve(paths.surrogate_dir) / "reference_runs.csv",
+        extract.sample_key(train, heldout, teacher),
+        progress,
+    )
+    point_of = {pt.name: pt for pt in points}
+
+    def w_of(name: str, error: float) -> float:
+        pt = point_of[name]
+        return fptas.w_coefficient(pt.p, pt.i, error, *max_point, tuple(cfg.exponents))
+
+    rows = surrogate_check.check_table(runs, check.log_steps, w_of, check.n_boot, params.seed)
+    noise = ranking.seed_noise(
+        surrogate_check.seed_errors(
+            archs,
+            embedding,
+            train.head(check.log_steps[0]),
+            heldout,
+            check.log_steps[0],
+            theta,
+            params.distill,
+            check.seeds,
+            progress,
+        )
+    )
+    if cfg.max_steps == "auto":
+        steps, reason = surrogate_check.recommend_steps(rows, check.tau, check.max_auto_steps)
+        reason = f"extract.max_steps: auto: {reason}"
+    else:
+        steps, reason = cfg.max_steps, "extract.max_steps in params.yaml"
+    return runs, rows, {"s": check.log_steps[0], **noise}, steps, reason
+
+
+def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+    """The surrogate check, the FPTAS at ε, the exhaustive reference and sweep; tables, figures,
+    the extracted ξ and the metrics. Returns the metrics and what the notebook shows."""
     cfg = params.extract
     tables, figs = resolve(paths.tables_dir), resolve(paths.figures_dir)
     teacher, tokenizer, teacher_arch, embedding = extract.load_teacher(resolve(paths.teacher_dir))
     cost_model = CostModel.from_json(resolve(paths.cost_model_dir) / f"{cfg.space}.json")
     space = params.spaces[cfg.space].architectures()
-    points = extract.points_of(space, embedding, cost_model)
+    points = extract.points_of(space, embedding, cost_model, cfg.size)
     source = Arch.parse(params.source.arch)
-    source_point = extract.points_of([source], embedding, cost_model)[0]
-    max_point = fptas.maximum_point(points, source=source_point)
+    source_point = extract.points_of([source], embedding, cost_model, cfg.size)[0]
+    max_point = extract.reference_point(points, source_point, cfg.reference)
+    ordered = [pt.name for pt in fptas.order_space(points)]
     print(
-        f"profile {params.profile!r}: {len(space)} architectures in spaces.{cfg.space}; "
-        f"teacher {teacher_arch.name}; T = (p {max_point[0]:,}, i {max_point[1]:.2f} ms); "
-        f"{fptas.n_candidates(len(space), cfg.epsilon)} candidates at ε = {cfg.epsilon}, "
-        f"|Θ| = {len(cfg.thetas)}"
+        f"profile {params.profile!r}: {len(space)} architectures in spaces.{cfg.space}; teacher "
+        f"{teacher_arch.name}; p = {cfg.size} size; T = {cfg.reference} (p {max_point[0]:,}, i "
+        f"{max_point[1]:.2f} ms); {fptas.n_candidates(len(space), cfg.epsilon)} candidates at "
+        f"ε = {cfg.epsilon}, |Θ| = {len(cfg.thetas)}"
     )
+    geometry = {
+        f"spaces.{cfg.space} vs {params.source.name}": extract.space_geometry(
+            space, source, embedding, cost_model.seq_len
+        ),
+        "spaces.paper vs BERT-large": extract.space_geometry(
+            params.spaces["paper"].architectures(),
+            PRESETS["bert-large"].arch,
+            PRESETS["bert-large"].embedding,
+            cost_model.seq_len,
+        ),
+    }
 
     blocks, _ = load_blocks(resolve(paths.corpus_dir))
+    runs, check_rows, noise, steps, steps_reason = surrogate_check_rows(
+        params, space, points, max_point, embedding, teacher, tokenizer, blocks, paths, progress
+    )
+    print(f"surrogate check: s = {steps} ({steps_reason})")
     sample_key = extract.write_sample(
         teacher,
         tokenizer,
         blocks,
-        cfg.max_steps,
+        steps,
         cfg.batch_size,
         cfg.seq_len,
         cfg.heldout_batches,
         params.seed,
         resolve(paths.sample_file),
     )
+    exponents = tuple(cfg.exponents)
+    candidates = [pt.arch for pt in fptas.fptas_candidates(fptas.order_space(points), cfg.epsilon)]
     start = time.perf_counter()
+    live_rows = evaluate_table(
+        surrogate_job(params, candidates, embedding, paths, sample_key, steps),
+        nproc=cfg.nproc,
+        progress=progress,
+    )
+    chosen = fptas.select_from_table(points, live_rows, cfg.epsilon, exponents, max_point)
+    print(
+        f"FPTAS at ε = {cfg.epsilon}: {len(live_rows)} trainings, "
+        f"{sum(r['seconds'] for r in live_rows):.0f} s of training ({time.perf_counter() - start:.0f} s here)"
+    )
     table = evaluate_table(
-        surrogate_job(params, space, embedding, paths, sample_key), nproc=cfg.nproc, progress=progress
+        surrogate_job(params, space, embedding, paths, sample_key, steps), nproc=cfg.nproc, progress=progress
     )
     print(
-        f"{len(table)} (ξ, θ) errors in {time.perf_counter() - start:.0f} s with {cfg.nproc} process(es); "
-        f"{sum(r['seconds'] for r in table):.0f} s of training in all"
+        f"exhaustive: {len(table)} (ξ, θ) errors, {sum(r['seconds'] for r in table):.0f} s of training in all"
     )
 
-    exponents = tuple(cfg.exponents)
     optimum = fptas.select_from_table(points, table, 1, exponents, max_point)
-    chosen = fptas.select_from_table(points, table, cfg.epsilon, exponents, max_point)
+    from_table = fptas.select_from_table(points, table, cfg.epsilon, exponents, max_point)
     sweep = fptas.epsilon_sweep(
         points, optimum, sweep_epsilons(cfg.sweep_epsilons, cfg.epsilon), exponents, max_point
     )
@@ -201,6 +306,23 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         title=f"The choice under other exponents of W, from the same table (profile {params.profile})",
         digits=4,
     )
+    write_table(
+        tables / "extract_surrogate_check",
+        check_rows,
+        columns=CHECK_COLUMNS,
+        title=(
+            f"ê_s against the held-out loss after {cfg.check.steps} steps, {len(runs)} architectures "
+            f"(profile {params.profile}); s = {steps}: {steps_reason}"
+        ),
+        digits=3,
+    )
+    geometry_rows = [{"space": name, **values} for name, values in geometry.items()]
+    write_table(
+        tables / "extract_space_geometry",
+        geometry_rows,
+        title="Each space relative to its reference network (fractions; size factors are 1 − fraction)",
+        digits=4,
+    )
     per_candidate = candidate_rows(optimum, chosen)
     front = [row["pareto"] for row in per_candidate]
     write_table(
@@ -213,6 +335,16 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     top = sorted(per_candidate, key=itemgetter("w"), reverse=True)[:TOP]
     name = chosen.best.arch.name
     shown = {
+        "extract_space_geometry": markdown_table(geometry_rows, digits=4),
+        "extract_surrogate_check": markdown_table(check_rows, CHECK_COLUMNS, digits=3),
+        "steps_reason": f"s = {steps}: {steps_reason}",
+        "extract_surrogate_tau.png": _save(
+            surrogate_check.tau_figure(check_rows, cfg.check.steps, steps), figs / "extract_surrogate_tau.png"
+        ),
+        "extract_surrogate_scatter.png": _save(
+            surrogate_check.scatter_figure(runs, scatter_steps(check_rows, steps), cfg.check.steps),
+            figs / "extract_surrogate_scatter.png",
+        ),
         "comparison": markdown_table(comparison_rows(chosen, optimum), digits=4),
         "extract_epsilon_sweep": markdown_table(sweep, SWEEP_SHOWN_COLUMNS, digits=4),
         "extract_exponents": markdown_table(sensitivity, digits=4),
@@ -243,7 +375,7 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         exhaustive_arch=optimum.best.arch.name,
         exhaustive_w=optimum.best.w,
         exhaustive_trainings=optimum.n_trainings,
-        seconds=sweep_row(sweep, cfg.epsilon)["seconds"],
+        seconds=sum(r["seconds"] for r in live_rows),
         exhaustive_seconds=sum(r["seconds"] for r in table),
         table_wall_seconds=worker_seconds(table),
         nproc=cfg.nproc,
@@ -256,6 +388,19 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         pareto_front_size=sum(front),
         chosen_on_pareto_front=next(r["pareto"] for r in per_candidate if r["arch"] == description["arch"]),
         machine=machine_info(),
+        size=cfg.size,
+        reference=cfg.reference,
+        max_steps=steps,
+        max_steps_reason=steps_reason,
+        surrogate_check=check_rows,
+        seed_noise=noise,
+        geometry=geometry,
+        position=ordered.index(name) + 1,
+        fptas_trainings=len(live_rows),
+        fptas_seconds=sum(r["seconds"] for r in live_rows),
+        fptas_matches_table=from_table.best == chosen.best,
+        sweep_differs_at=[r["epsilon"] for r in sweep if r["arch"] != optimum.best.arch.name],
+        compute_seconds=sum(r["seconds"] for r in runs) + worker_seconds(table),
     )
     result.write(resolve(paths.metrics_file))
     return result, shown
