@@ -84,3 +84,23 @@ def test_tables_read_back_typed(tmp_path):
     back = read_table(tmp_path / "t.csv")
     assert back == [{**rows[0]}, {**rows[1], "note": ""}]  # an empty cell reads back empty
     assert [type(v) for v in back[1].values()] == [str, int, float, bool, str]
+
+
+def test_why_the_smallest_architecture_is_explained_with_numbers(tmp_path):
+    from ose.report import _why_smallest
+    from ose.stages.extract import Result
+
+    geometry = {
+        "space": {
+            "size_factor_min": 0.58,
+            "size_factor_max": 0.99,
+            "cost_factor_min": 0.5,
+            "cost_factor_max": 0.9,
+        }
+    }
+    values = {f.name: None for f in __import__("dataclasses").fields(Result)}
+    m = Result(**{**values, "position": 1, "geometry": geometry})
+    write_table(tmp_path / "extract_candidates", [{"arch": "a", "error": 2.0}, {"arch": "b", "error": 2.1}])
+    text = _why_smallest(m, tmp_path)
+    assert "2.000–2.100" in text and "5.0% spread" in text and "0.58–0.99" in text
+    assert _why_smallest(Result(**{**values, "position": 2, "geometry": geometry}), tmp_path) == ""
