@@ -15,6 +15,7 @@ import pandas as pd
 from ose import paper
 from ose.results import markdown_table
 from ose.stages.benchmark import Result as BenchmarkResult
+from ose.stages.costs import BORT_COLUMNS
 from ose.stages.costs import Result as CostsResult
 from ose.stages.extract import Result as ExtractResult
 from ose.stages.finetune import Result as FinetuneResult
@@ -88,19 +89,7 @@ def size_section(tables: Path, costs: CostsResult | None = None) -> str:
     rows = read_table(tables / "bort_sizes.csv")
     body = markdown_table(
         rows,
-        [
-            "shape",
-            "arch",
-            "total_M",
-            "paper_total_M",
-            "embedding_M",
-            "paper_embedding_M",
-            "pct_of_bert_large",
-            "paper_pct_of_bert_large",
-            "effective_pct_of_bert_large",
-            "paper_effective_pct_of_bert_large",
-            "matches_all",
-        ],
+        [c for c in BORT_COLUMNS if c != "encoder_pct_of_bert_large_encoder"],
     )
     matching = [r["shape"] for r in rows if r["matches_all"] is True]
     verdict = (
