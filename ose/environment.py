@@ -104,10 +104,10 @@ def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable
             f"{value} gives {name} splits of {shown} examples per class ({', '.join(spec.label_names)}); "
             f"every split needs {need}",
         )
-    limit = params.finetune.max_train_examples
-    if name not in params.finetune.tasks or limit is None:
+    size = params.finetune.train_size
+    if name not in params.finetune.tasks or size is None:
         return
-    from ose.finetune import sample_rows
+    from ose.finetune import balanced_sample
 
     task = build_task(
         name,
@@ -118,10 +118,14 @@ def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable
         readers={name: lambda: corpus},
     )
     for k, seed in enumerate(params.finetune.seeds):
-        if sample_rows(task.train, limit, seed)["label"].nunique() < 2:
+        try:
+            sample = balanced_sample(task.train, size, seed, "finetune.train_size")
+        except ValueError as exc:
+            _fail("finetune.train_size", f"{name} (finetune.seeds[{k}] = {seed}): {exc}")
+        if sample["label"].nunique() < 2:
             _fail(
-                "finetune.max_train_examples",
-                f"{limit} draws a train sample of one class for {name} with finetune.seeds[{k}] = {seed} "
+                "finetune.train_size",
+                f"{size} draws a train sample of one class for {name} with finetune.seeds[{k}] = {seed} "
                 f"(from a train split of {len(task.train)}); raise it, or null: the whole train split",
             )
 

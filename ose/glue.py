@@ -5,7 +5,8 @@ are split on tabs only: quotes are ordinary characters (SST-2 and MRPC have unba
 lines are split on `\\n` only (some texts hold other Unicode line separators). A UTF-8 BOM before
 the header (MRPC) is dropped; a missing final newline (CoLA dev) is fine.
 
-Hub: `load_hub_task("glue", "rte")` loads `datasets`' `glue`/`super_glue` configs. Offline and not
+Hub: `load_hub_task("glue", "rte")` loads `datasets`' `glue`/`super_glue` configs (SuperGLUE's
+classic JSONL layout, and COPA, are `ose.superglue`'s). Offline and not
 cached, it fails at once with `HubDatasetUnavailable`, naming the dataset id and config.
 
 Either way the result is a `TaskData` whose test split is the official dev set and whose dev split
@@ -187,6 +188,14 @@ def _benchmark_of(dataset_id: str) -> str:
     return name if name in BENCHMARKS else dataset_id
 
 
+def unavailable_reason() -> str:
+    """Why a hub dataset did not load: offline and not cached, or not reachable."""
+    offline = [f"{v}=1" for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if os.environ.get(v) == "1"]
+    if offline:
+        return f"offline mode is on ({', '.join(offline)}) and it is not in the local cache"
+    return "it could not be reached or found"
+
+
 def load_hub_dataset(dataset_id: str, config: str, *, cache_dir: str | Path | None = None) -> Any:
     """`datasets.DatasetDict` of a hub id (or local copy of a hub repo) and config.
 
@@ -204,12 +213,7 @@ def load_hub_dataset(dataset_id: str, config: str, *, cache_dir: str | Path | No
             dataset_id, config, cache_dir=None if cache_dir is None else str(cache_dir)
         )
     except (ConnectionError, FileNotFoundError) as error:
-        offline = [f"{v}=1" for v in ("HF_DATASETS_OFFLINE", "HF_HUB_OFFLINE") if os.environ.get(v) == "1"]
-        why = (
-            f"offline mode is on ({', '.join(offline)}) and it is not in the local cache"
-            if offline
-            else "it could not be reached or found"
-        )
+        why = unavailable_reason()
         local_tsv = (
             f"a local GLUE folder in the classic TSV layout (read_glue_task(dir, {config!r})), "
             if config in GLUE_TSV and _benchmark_of(dataset_id) == "glue"

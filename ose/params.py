@@ -88,12 +88,13 @@ class Params:
         for where, eps in epsilons:
             if eps > size:
                 _fail(where, f"must be <= the size of spaces.{self.extract.space} ({size}), got {eps}")
-        known = set(self.data.tasks) | set(self.data.glue_tasks)
+        known = self.data.task_names()  # built-in, GLUE, SuperGLUE and the user's files
         for k, task in enumerate(self.finetune.tasks):
             if task not in known:
                 _fail(
                     f"finetune.tasks[{k}]",
-                    f"{task!r} is not prepared by stage data; allowed: {sorted(known)}",
+                    f"{task!r} is not prepared by stage data (data.tasks, data.glue_tasks, "
+                    f"data.superglue_tasks, data.files); allowed: {known}",
                 )
         if self.data.block_size < self.extract.seq_len:
             _fail("extract.seq_len", f"must be <= data.block_size ({self.data.block_size})")
@@ -160,10 +161,11 @@ def _build(cls: type, data: Any, path: str) -> Any:
     unknown = sorted(set(data) - fields)
     if unknown:
         _fail(f"{prefix}{unknown[0]}", f"unknown key; allowed keys here: {sorted(fields)}")
-    missing = sorted(fields - set(data))
+    # a class may name keys a user may leave out (`optional_keys`; `UserTask`): their defaults apply
+    missing = sorted(fields - set(data) - set(getattr(cls, "optional_keys", ())))
     if missing:
         _fail(f"{prefix}{missing[0]}", "missing key")
-    values = {name: _convert(hints[name], data[name], f"{prefix}{name}") for name in fields}
+    values = {name: _convert(hints[name], data[name], f"{prefix}{name}") for name in fields if name in data}
     try:
         obj = cls(**values)
     except checks.ConfigError as exc:

@@ -3,6 +3,11 @@
 A split is a `pandas.DataFrame` with the task's text columns (`text` for one sentence, `text_a` and
 `text_b` for a pair) and `label` (class id, or a float for regression).
 
+Built-in tasks have their spec in `TASK_SPECS`. A user's own task (`ose.user_tasks`) brings its
+spec (`classification_spec`) to `make_task_data`, which registers it, and `task.json` carries it,
+so `load_task` registers it again in a new process: `task_spec`, `main_metric` and `score` then
+know the task by name like a built-in one.
+
 Splits (docs/science.md, "Test splits Agora never sees"): Agora reads the dev set, so every
 reported score is on a test split that Agora never saw. Our own tasks (`rotten_tomatoes`, `imdb`,
 `bbc`) get a seeded, label-stratified train/dev/test split of their corpus. For GLUE and SuperGLUE,
@@ -85,14 +90,57 @@ TASK_SPECS: Mapping[str, TaskSpec] = {
         _spec("wnli", PAIR, ("not_entailment", "entailment")),
         _spec("boolq", PAIR, ("False", "True")),
         _spec("cb", PAIR, ("entailment", "contradiction", "neutral"), ("accuracy", "macro_f1")),
+        # multiple choice as a pair: (premise + question, both alternatives) → which one (ose.superglue)
+        _spec("copa", PAIR, ("choice1", "choice2")),
     )
 }
 TASK_NAMES = tuple(TASK_SPECS)
+CLASSIFICATION_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # what a user's task may rank by
+
+# Specs of the user's own tasks met in this process (by `make_task_data` or `load_task`).
+_USER_SPECS: dict[str, TaskSpec] = {}
 
 
 def task_spec(name: str) -> TaskSpec:
-    """The spec of a task by name (see `TASK_NAMES`)."""
-    return TASK_SPECS[check_name("task", name, TASK_NAMES)]
+    """The spec of a task by name: a built-in one (`TASK_NAMES`), or a user's task made or loaded."""
+    if name in _USER_SPECS:
+        return _USER_SPECS[name]
+    return TASK_SPECS[check_name("task", name, [*TASK_NAMES, *_USER_SPECS])]
+
+
+def classification_spec(
+    name: str, text_columns: int, label_names: Sequence[str], metric: str = "accuracy"
+) -> TaskSpec:
+    """The spec of a user's classification task: one text column or a pair, labels in id order.
+
+    `metric` is the main metric; accuracy is always among the metrics (first when it is the main
+    one, second otherwise, as for MRPC). f1 is the F1 of the second label (id 1), so needs two.
+    """
+    if name in TASK_SPECS:
+        raise ValueError(f"task name {name!r} clashes with a built-in task; built-in: {list(TASK_NAMES)}")
+    check_name("metric", metric, CLASSIFICATION_METRICS)
+    if text_columns not in (1, 2):
+        raise ValueError(f"{name}: a task has one text column or a pair, got {text_columns} columns")
+    labels = tuple(str(label) for label in label_names)
+    if len(labels) < 2 or len(set(labels)) != len(labels):
+        raise ValueError(
+            f"{name}: a classification task needs at least two distinct labels, got {list(labels)}"
+        )
+    if metric == "f1" and len(labels) != 2:
+        raise ValueError(f"{name}: metric f1 is the positive class's F1, for two labels; got {list(labels)}")
+    metrics = ("accuracy",) if metric == "accuracy" else (metric, "accuracy")
+    return _spec(name, SINGLE if text_columns == 1 else PAIR, labels, metrics)
+
+
+def register_task(spec: TaskSpec) -> TaskSpec:
+    """Make a user's task known by name in this process (`task_spec`, `score`); a built-in name is
+    an error, a later spec of the same name replaces the earlier one."""
+    if spec.name in TASK_SPECS:
+        raise ValueError(
+            f"task name {spec.name!r} clashes with a built-in task; built-in: {list(TASK_NAMES)}"
+        )
+    _USER_SPECS[spec.name] = spec
+    return spec
 
 
 def main_metric(task: str) -> str:
@@ -135,9 +183,16 @@ def make_task_data(
     *,
     extra_tests: Mapping[str, pd.DataFrame] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    spec: TaskSpec | None = None,
 ) -> TaskData:
-    """Assemble a `TaskData` from splits, checking columns and labels against the task's spec."""
-    spec = task_spec(name)
+    """Assemble a `TaskData` from splits, checking columns and labels against the task's spec.
+
+    `spec` is for a user's own task (`classification_spec`; it is registered, see `register_task`);
+    a built-in task's spec comes from `TASK_SPECS`.
+    """
+    if spec is not None and spec.name != name:
+        raise ValueError(f"spec of task {spec.name!r} given for task {name!r}")
+    spec = task_spec(name) if spec is None else register_task(spec)
     splits = {"train": train, "dev": dev, "test": test, **(extra_tests or {})}
     columns = [*spec.text_columns, "label"]
     checked = {}
@@ -154,7 +209,7 @@ def make_task_data(
             frame = frame.astype({"label": int})
             bad = ~frame["label"].between(0, spec.num_labels - 1)
             if bad.any():
-                shown = sorted(frame["label"][bad].unique())[:5]
+                shown = sorted(frame["label"][bad].unique().tolist())[:5]
                 raise ValueError(f"{name} {split} split has labels outside 0..{spec.num_labels - 1}: {shown}")
         checked[split] = frame
     return TaskData(
@@ -394,6 +449,7 @@ def load_task(directory: str | Path) -> TaskData:
         splits.pop("test"),
         extra_tests=splits,
         provenance=meta["provenance"],
+        spec=None if meta["name"] in TASK_SPECS else _saved_spec(meta),
     )
     saved_labels = None if meta["label_names"] is None else tuple(meta["label_names"])
     if saved_labels != task.label_names:
@@ -402,6 +458,21 @@ def load_task(directory: str | Path) -> TaskData:
             f"task now has {task.label_names}"
         )
     return task
+
+
+def _saved_spec(meta: Mapping[str, Any]) -> TaskSpec:
+    """The spec of a user's task as `save_task` wrote it into `task.json`."""
+    name, labels = meta["name"], meta["label_names"]
+    if meta["is_regression"] or not labels:
+        raise ValueError(f"task {name!r} is not built in, and only a built-in task can be regression")
+    spec = classification_spec(name, len(meta["text_columns"]), labels, meta["main_metric"])
+    saved = (tuple(meta["text_columns"]), tuple(meta["metric_names"]))
+    if saved != (spec.text_columns, spec.metric_names):
+        raise ValueError(
+            f"task.json of {name!r} has text columns and metrics {saved}, expected "
+            f"{(spec.text_columns, spec.metric_names)}"
+        )
+    return spec
 
 
 # ---------------------------------------------------------------------------------------------

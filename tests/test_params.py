@@ -200,8 +200,8 @@ def _cli_check(tmp_path, capsys, text: str) -> tuple[int, str]:
     [
         ("  lr: 0.001\n", "  lr: .nan\n", "pretrain.lr: must be a finite number, got nan"),
         (
-            "  tasks: [rotten_tomatoes, imdb, bbc]\n  seeds: [0, 1, 2]\n",
-            "  tasks: [rotten_tomatoes, imdb, bbc]\n  seeds: [-1]\n",
+            "  seeds: [0, 1, 2, 3, 4, 5, 6]\n",
+            "  seeds: [-1]\n",
             "finetune.seeds[0]: must be an integer in [0, 4294967295]",
         ),
         ("seed: 0\n", "seed: 1180591620717411303424\n", "seed: must be an integer in [0, 4294967295]"),
@@ -293,14 +293,14 @@ def test_small_fractions_that_empty_a_split_are_named(default):
         check_environment(params, readers=readers)
 
 
-def test_one_class_fine_tuning_sample_is_named(default):
+def test_a_balanced_fine_tuning_sample_too_large_for_a_class_is_named(default):
     readers = {"rotten_tomatoes": lambda: _corpus("rotten_tomatoes", {"negative": 200, "positive": 6})}
-    default["finetune"]["seeds"] = [0, 1, 2, 3, 4, 5]
-    default["finetune"]["max_train_examples"] = 10
+    default["finetune"]["train_size"] = 20
     params = from_dict(_one_task(default))
     with pytest.raises(
-        ParamsError, match=r"^finetune\.max_train_examples: 10 draws a train sample of one class"
+        ParamsError,
+        match=r"^finetune\.train_size: rotten_tomatoes \(finetune\.seeds\[0\] = 0\): .*needs 10 rows",
     ):
         check_environment(params, readers=readers)
-    default["finetune"]["max_train_examples"] = None
+    default["finetune"]["train_size"] = None
     check_environment(from_dict(default), readers=readers)

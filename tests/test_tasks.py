@@ -11,6 +11,7 @@ from ose.tasks import (
     TASK_NAMES,
     TaskData,
     build_task,
+    classification_spec,
     eval_texts,
     load_task,
     main_metric,
@@ -278,3 +279,47 @@ def test_load_task_names_the_bad_line(tmp_path, line, message):
 def test_make_task_data_rejects_non_finite_regression_labels():
     with pytest.raises(ValueError, match="stsb train split has non-finite labels"):
         _pair_task("stsb", [0.0, float("nan"), 5.0, 3.5, 2.2])
+
+
+# --- the user's own tasks: a spec that travels with the task -------------------------------------
+
+
+def test_builtin_task_names_agree_with_the_config_constants():
+    from ose.configs import BUILTIN_TASKS, SUPERGLUE_TASKS
+
+    assert set(BUILTIN_TASKS) == set(TASK_NAMES) and set(SUPERGLUE_TASKS) <= set(TASK_NAMES)
+
+
+def test_a_user_spec_is_known_by_name_after_make_task_data_and_after_load_task(tmp_path, monkeypatch):
+    import ose.tasks
+
+    monkeypatch.setattr(ose.tasks, "_USER_SPECS", {})
+    spec = classification_spec("stance", 2, ["against", "neutral", "for"], "macro_f1")
+    assert spec.text_columns == ("text_a", "text_b") and spec.metric_names == ("macro_f1", "accuracy")
+    frame = pd.DataFrame({"text_a": list("abcdef"), "text_b": list("ABCDEF"), "label": [0, 1, 2, 0, 1, 2]})
+    task = make_task_data("stance", frame, frame[:3], frame[3:], spec=spec)
+    assert task.label_names == ("against", "neutral", "for") and main_metric("stance") == "macro_f1"
+    save_task(task, tmp_path)
+    monkeypatch.setattr(ose.tasks, "_USER_SPECS", {})  # a new process
+    with pytest.raises(ValueError, match=r"task must be one of \[.*'copa'\], got 'stance'"):
+        task_spec("stance")
+    loaded = load_task(tmp_path)
+    assert loaded.label_names == task.label_names and loaded.metric_names == task.metric_names
+    assert score("stance", [0, 1, 1], [0, 1, 2]) == {"macro_f1": pytest.approx(5 / 9), "accuracy": 2 / 3}
+    with pytest.raises(ValueError, match=r"stance test split has labels outside 0\.\.2: \[3\]"):
+        make_task_data("stance", frame, frame, frame.assign(label=3), spec=spec)
+
+
+def test_a_user_spec_cannot_take_a_builtin_name_or_be_degenerate():
+    with pytest.raises(ValueError, match="'rte' clashes with a built-in task"):
+        classification_spec("rte", 2, ["yes", "no"])
+    with pytest.raises(ValueError, match="at least two distinct labels"):
+        classification_spec("mine", 1, ["yes", "yes"])
+    with pytest.raises(ValueError, match="metric must be one of"):
+        classification_spec("mine", 1, ["yes", "no"], "spearman")
+    with pytest.raises(ValueError, match="spec of task 'other' given for task 'mine'"):
+        make_task_data(
+            "mine",
+            *[pd.DataFrame({"text": ["a"], "label": [0]})] * 3,
+            spec=classification_spec("other", 1, ["a", "b"]),
+        )

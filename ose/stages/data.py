@@ -1,5 +1,9 @@
 """Stage `data`: seeded task splits, and the pretraining corpus packed into blocks.
 
+Tasks, in this order: our own (`data.tasks`), GLUE (`data.glue_tasks`), SuperGLUE
+(`data.superglue_tasks`, `ose.superglue`) and the user's files (`data.files`, `ose.user_tasks`);
+each is written to `<tasks_dir>/<name>`, where stage finetune reads it (`ose.tasks.load_task`).
+
 Every dev and test text of every task is kept out of the corpus, which is tokenized with the
 source's tokenizer (`ose.data`). `run` expects params checked against what is installed
 (`ose.params.load(..., environment=True)`).
@@ -16,8 +20,10 @@ from ose import data
 from ose.params import Params
 from ose.paths import resolve
 from ose.results import StageResult, markdown_table, write_table
+from ose.superglue import load_superglue_tasks
 from ose.tasks import TaskData
 from ose.teacher import resolve_source
+from ose.user_tasks import load_user_tasks
 
 SOURCE_COLUMNS = (
     "name",
@@ -86,6 +92,8 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         f"vocabulary {tokenizer.vocab_size:,}"
     )
 
+    # the user's files first: a wrong column or label stops the stage before the long reads
+    user_tasks = load_user_tasks(cfg.files, cfg.dev_fraction, cfg.test_fraction, params.seed)
     tasks = data.load_tasks(
         cfg.tasks,
         cfg.glue_tasks,
@@ -95,6 +103,13 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         cfg.max_examples,
         params.seed,
     )
+    tasks += load_superglue_tasks(
+        cfg.superglue_tasks,
+        str(resolve(cfg.superglue_dir)) if cfg.superglue_dir else "",
+        cfg.dev_fraction,
+        params.seed,
+    )
+    tasks += user_tasks
     for task in tasks:
         data.save_task(task, resolve(paths.tasks_dir) / task.name)
     splits = task_rows(tasks)
