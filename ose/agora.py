@@ -17,6 +17,12 @@ g (`generate(mistakes, rng) -> unlabelled frame`). While Θ is non-empty, each r
 Then `replay` extra rounds train the θ of the best model so far on the grown set. The best model
 over all rounds (by dev score; ties keep the earliest) is returned with its θ and a per-round log.
 
+The control arm (`anchor="random_train"`) is the same loop with step 3's anchors drawn at random
+from the original train set instead of the dev mistakes, optionally adding exactly the number of
+points Agora added in each round (`points_per_round`): it trains on as many S-labelled points, so
+as many steps, and differs from Agora only in where the new points lie. It separates "points near
+the dev mistakes" from "more S-labelled points anywhere".
+
 Two readings of ours: each θ is fitted with the same seed in every round (drawn once from the rng),
 so a change between rounds comes from the data alone; and step 3 is skipped in the last round
 (nothing would be trained on those points; S, often the largest model, is not run for nothing).
@@ -38,10 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ose.configs import GeneratorConfig  # noqa: F401 (re-exported)
 from ose.finetune import text_columns_of
+from ose.progress import bar as progress_bar
 
 Theta = Mapping[str, Any]
 Fit = Callable[[pd.DataFrame, Theta, int], tuple[Any, float]]
@@ -98,8 +104,9 @@ def find_mistakes(
 class AgoraResult:
     """What Agora returns: the best model over all rounds, its θ and dev score, and the record.
 
-    log: one dict per round (round, replay, train_size, scores per θ, best_theta, best_score,
-    mistakes, added, removed, remaining). train: the final grown train set. added: every point
+    log: one dict per round (round, replay, train_size, scores per θ, best_theta, best_score, the
+    best model's `prediction_spread` on dev, what `observe` returned, mistakes, anchors, added,
+    anchor_agreement, removed, remaining). train: the final grown train set. added: every point
     added, with the generator's columns, S's `label` and the `round` it was made in.
     """
 
@@ -113,6 +120,7 @@ class AgoraResult:
     plain_model: Any = field(default=None, repr=False)  # round 1's best: model selection, no expansion
     plain_theta: dict | None = None
     plain_dev_score: float = float("nan")
+    anchor: str = "dev_mistakes"  # "random_train": the control arm (`points_around_random_train`)
 
 
 def _check_thetas(thetas: Iterable[Theta]) -> list[dict]:
@@ -125,6 +133,73 @@ def _check_thetas(thetas: Iterable[Theta]) -> list[dict]:
     if len(set(names)) != len(names):
         raise ValueError(f"θ names must be unique; got {names}")
     return thetas
+
+
+ANCHORS = ("dev_mistakes", "random_train")  # where step 3 makes new points: Agora, or its control
+Observe = Callable[[Any], Mapping[str, Any]]
+
+
+def prediction_spread(predictions: Sequence, is_regression: bool = False) -> dict:
+    """How varied a model's dev predictions are, to catch a round that collapsed to a constant.
+
+    Classification: the number of distinct classes predicted and the share of the most frequent
+    one. Regression: the standard deviation of the predictions. `constant_predictor` is True when
+    every prediction is the same.
+    """
+    predictions = np.asarray(predictions)
+    if is_regression:
+        values = predictions.reshape(len(predictions), -1)[:, 0].astype(np.float64)
+        spread = float(values.std()) if len(values) else 0.0
+        return {"dev_prediction_std": spread, "constant_predictor": spread == 0.0}
+    if predictions.ndim == 2:
+        predictions = predictions.argmax(axis=1)
+    _, counts = np.unique(predictions, return_counts=True)
+    return {
+        "dev_classes_predicted": len(counts),
+        "dev_majority_share": float(counts.max() / counts.sum()) if len(counts) else math.nan,
+        "constant_predictor": len(counts) <= 1,
+    }
+
+
+def points_around_random_train(
+    train: pd.DataFrame, count: int, target: int | None, generate: Generate, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The control's step 3: new points around train points drawn at random, and those anchors.
+
+    Without `target`, `count` anchors (as many as the round's dev mistakes). With it, anchors are
+    drawn in chunks of `count` (at least 1) until `target` points are made, and the points are cut
+    to exactly `target` (fewer only when the train set runs out of anchors). The generator's
+    `source` column then indexes `train` (which must have a 0..n−1 index).
+    """
+    order = rng.permutation(len(train))
+    if target is None:
+        anchors = train.iloc[order[:count]]
+        return (generate(anchors, rng) if len(anchors) else train.iloc[:0]), anchors
+    pieces, made, start, chunk = [], 0, 0, max(1, count)
+    while made < target and start < len(order):
+        piece = generate(train.iloc[order[start : start + chunk]], rng)
+        start += chunk
+        pieces.append(piece)
+        made += len(piece)
+    if not pieces:
+        return train.iloc[:0], train.iloc[:0]
+    return pd.concat(pieces).iloc[:target], train.iloc[order[:start]]
+
+
+def anchor_agreement(new: pd.DataFrame, labels: np.ndarray, anchors: pd.DataFrame) -> float:
+    """Share of new points to which S gives the true label of the point they were made from.
+
+    The new points' own true labels are unknown (they are made-up text); the anchor's label is the
+    best known stand-in, since the generator changes only a few tokens. NaN when the generator
+    names no `source` or nothing was added.
+    """
+    if not len(new) or "source" not in new.columns:
+        return math.nan
+    truth = anchors["label"].reindex(new["source"].to_numpy()).to_numpy(dtype=np.float64)
+    known = ~np.isnan(truth)
+    if not known.any():
+        return math.nan
+    return float(np.mean(labels[known] == truth[known]))
 
 
 def agora(
@@ -141,6 +216,9 @@ def agora(
     is_regression: bool = False,
     regression_tolerance: float = 0.2,
     tie_tolerance: float = 0.0,
+    anchor: str = "dev_mistakes",
+    points_per_round: Sequence[int] | None = None,
+    observe: Observe | None = None,
     progress: bool = True,
 ) -> AgoraResult:
     """Run Agora (see the module docstring) on train set `train` and dev set `dev`.
@@ -149,24 +227,44 @@ def agora(
     `train` and `dev` need the same input columns and `label`; the generator must return frames
     with the input columns (further columns, e.g. `source`, are kept only in `result.added`).
     At most |Θ| + `replay` rounds run.
+
+    anchor: "dev_mistakes" (Agora) or "random_train" (the control: new points around random
+    points of the original `train`, as many anchors as the round's dev mistakes).
+    points_per_round: the control only: round r adds exactly points_per_round[r − 1] points (0
+    beyond the list), e.g. what Agora added on the same seed, so both train equally long.
+    tie_tolerance: dev scores within this of the worst count as tied with it (`remove_tied_worst`).
+    observe: called with each round's best model, for the record only (e.g. its test score); what
+    it returns is added to that round's log, and Agora never reads it.
     """
     thetas = _check_thetas(thetas)
     if isinstance(replay, bool) or not isinstance(replay, int) or replay < 0:
         raise ValueError(f"replay must be a non-negative integer, got {replay!r}")
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    if points_per_round is not None:
+        if anchor != "random_train":
+            raise ValueError("points_per_round applies to anchor='random_train' (the control) only")
+        if any(isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0 for n in points_per_round):
+            raise ValueError(
+                f"points_per_round must hold non-negative integers, got {list(points_per_round)}"
+            )
+    if not tie_tolerance >= 0:
+        raise ValueError(f"tie_tolerance must be a number >= 0, got {tie_tolerance!r}")
     if "label" not in train.columns or "label" not in dev.columns:
         raise ValueError("train and dev need a 'label' column")
     inputs = [c for c in train.columns if c != "label"]
     missing = [c for c in inputs if c not in dev.columns]
     if missing:
         raise ValueError(f"dev lacks the train columns {missing}")
-    current = train.reset_index(drop=True)
+    original = train.reset_index(drop=True)
+    current = original
     fit_seed = int(rng.integers(2**31 - 1))
     remaining, replays_left = thetas, replay
     best: tuple[Any, dict, float, int] | None = None  # (model, θ, score, round)
     plain: tuple[Any, dict, float] | None = None  # round 1's best: fine-tuning with model selection only
     log: list[dict] = []
     added: list[pd.DataFrame] = []
-    bar = tqdm(total=len(thetas) + replay, desc="agora rounds", disable=not progress)
+    bar = progress_bar(total=len(thetas) + replay, desc="agora rounds", unit="rounds", disable=not progress)
     round_number = 0
     while remaining or replays_left:
         round_number += 1
@@ -190,34 +288,51 @@ def agora(
         else:
             removed = remove_tied_worst(scores, tie_tolerance)
             remaining = [t for t in remaining if t["name"] not in removed]
-        wrong = find_mistakes(
-            predict(round_best[0], dev), dev["label"].to_numpy(), is_regression, regression_tolerance
-        )
-        n_added = 0
-        if (remaining or replays_left) and wrong.any():
-            new = generate(dev.loc[wrong], rng)
-            if len(new):
-                lacking = [c for c in inputs if c not in new.columns]
-                if lacking:
-                    raise ValueError(f"the generator's frame lacks the input columns {lacking}")
-                labels = np.asarray(label(new[inputs].reset_index(drop=True)))
-                if labels.shape[0] != len(new):
-                    raise ValueError(f"the labeller gave {labels.shape[0]} labels for {len(new)} points")
-                labels = labels.astype(np.float64 if is_regression else np.int64)
-                new = new.reset_index(drop=True).assign(label=labels)
-                current = pd.concat([current, new[[*inputs, "label"]]], ignore_index=True)
-                added.append(new.assign(round=round_number))
-                n_added = len(new)
+        predictions = predict(round_best[0], dev)
+        wrong = find_mistakes(predictions, dev["label"].to_numpy(), is_regression, regression_tolerance)
+        new, anchors = dev.iloc[:0], dev.iloc[:0]
+        if remaining or replays_left:  # the last round's points would train nothing
+            if anchor == "dev_mistakes":
+                if wrong.any():
+                    anchors = dev.loc[wrong]
+                    new = generate(anchors, rng)
+            else:
+                target = None
+                if points_per_round is not None:
+                    target = (
+                        int(points_per_round[round_number - 1])
+                        if round_number <= len(points_per_round)
+                        else 0
+                    )
+                new, anchors = points_around_random_train(original, int(wrong.sum()), target, generate, rng)
+        agreement = math.nan
+        if len(new):
+            lacking = [c for c in inputs if c not in new.columns]
+            if lacking:
+                raise ValueError(f"the generator's frame lacks the input columns {lacking}")
+            labels = np.asarray(label(new[inputs].reset_index(drop=True)))
+            if labels.shape[0] != len(new):
+                raise ValueError(f"the labeller gave {labels.shape[0]} labels for {len(new)} points")
+            labels = labels.astype(np.float64 if is_regression else np.int64)
+            if not is_regression:
+                agreement = anchor_agreement(new, labels, anchors)
+            new = new.reset_index(drop=True).assign(label=labels)
+            current = pd.concat([current, new[[*inputs, "label"]]], ignore_index=True)
+            added.append(new.assign(round=round_number))
         log.append(
             {
                 "round": round_number,
                 "replay": replaying,
-                "train_size": len(current) - n_added,
+                "train_size": len(current) - len(new),
                 "scores": scores,
                 "best_theta": round_best[1]["name"],
                 "best_score": round_best[2],
+                **prediction_spread(predictions, is_regression),
+                **(dict(observe(round_best[0])) if observe is not None else {}),
                 "mistakes": int(wrong.sum()),
-                "added": n_added,
+                "anchors": len(anchors),
+                "added": len(new),
+                "anchor_agreement": agreement,
                 "removed": removed,
                 "remaining": [t["name"] for t in remaining],
             }
@@ -238,6 +353,7 @@ def agora(
         plain_model=plain[0],
         plain_theta=dict(plain[1]),
         plain_dev_score=plain[2],
+        anchor=anchor,
     )
 
 

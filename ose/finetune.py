@@ -232,6 +232,68 @@ def sample_rows(frame: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFra
     return frame.iloc[keep].reset_index(drop=True)
 
 
+def _largest_remainder(weights: np.ndarray, total: int) -> np.ndarray:
+    """Integers proportional to `weights` summing to `total` (ties: the earlier class)."""
+    exact = weights / weights.sum() * total
+    counts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - counts), kind="stable")
+    counts[order[: total - counts.sum()]] += 1
+    return counts
+
+
+def _per_class_sample(frame: pd.DataFrame, counts: dict, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    keep = []
+    for label, count in counts.items():
+        rows = np.flatnonzero(frame["label"].to_numpy() == label)
+        keep.append(rng.choice(rows, size=count, replace=False))
+    return frame.iloc[np.sort(np.concatenate(keep))].reset_index(drop=True)
+
+
+def balanced_sample(
+    frame: pd.DataFrame, size: int | None, seed: int, name: str = "train_size"
+) -> pd.DataFrame:
+    """A seeded sample of `size` rows with every class equally often (original order kept).
+
+    Agora's regime: a scarce train set whose class balance does not follow the dev set's. With k
+    classes each gets size // k rows, and the first size % k classes (sorted) one more. None or a
+    size of at least the frame: the whole frame. A regression frame gets a plain random sample.
+    Raises when a class has too few rows, naming `name` (the parameter that asked for the size).
+    """
+    if size is None or len(frame) <= size:
+        return frame
+    if frame["label"].dtype.kind == "f":
+        return sample_rows(frame, size, seed)
+    classes = np.sort(frame["label"].unique())
+    if size < len(classes):
+        raise ValueError(f"{name}: {size} cannot hold each of the {len(classes)} classes once")
+    share, extra = divmod(size, len(classes))
+    counts = {c: share + (k < extra) for k, c in enumerate(classes)}
+    available = frame["label"].value_counts()
+    short = {str(c): int(available[c]) for c, n in counts.items() if available[c] < n}
+    if short:
+        raise ValueError(
+            f"{name}: a balanced sample of {size} needs {share + (extra > 0)} rows per class; "
+            f"the split has only {short}"
+        )
+    return _per_class_sample(frame, counts, seed)
+
+
+def stratified_sample(frame: pd.DataFrame, size: int | None, seed: int) -> pd.DataFrame:
+    """A seeded sample of `size` rows keeping the class proportions (largest remainder), or all rows.
+
+    Agora's dev set stands for the population, so it keeps the split's class balance. Regression:
+    a plain random sample.
+    """
+    if size is None or len(frame) <= size:
+        return frame
+    if frame["label"].dtype.kind == "f":
+        return sample_rows(frame, size, seed)
+    available = frame["label"].value_counts().sort_index()
+    counts = _largest_remainder(available.to_numpy(dtype=np.float64), size)
+    return _per_class_sample(frame, dict(zip(available.index, counts, strict=True)), seed)
+
+
 def fine_tune(
     encoder: str | Path | nn.Module,
     tokenizer,

@@ -7,7 +7,14 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from ose.agora import NearestNeighbourSubstitution, agora, agora_on_task, find_mistakes, remove_tied_worst
+from ose.agora import (
+    NearestNeighbourSubstitution,
+    agora,
+    agora_on_task,
+    find_mistakes,
+    prediction_spread,
+    remove_tied_worst,
+)
 from ose.tasks import make_task_data
 from ose.torus import FEATURES, GaussianNeighbours, sector_of, torus_experiment, torus_points
 
@@ -238,6 +245,70 @@ def test_same_rng_seed_same_run():
     pd.testing.assert_frame_equal(a, b)
     assert calls_a == calls_b
     assert not np.allclose(a["x0"], c["x0"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The control arm, the record of each round
+
+
+def test_control_adds_exactly_the_given_points_around_random_train_points():
+    fit = ScriptedFit({"a": [0.5], "b": [0.6, 0.7], "c": [0.7, 0.8, 0.9]})
+    train, dev = numeric_frame(30, 0), numeric_frame(5, 1, offset=5.0)  # dev far from train
+    labeller = CountingLabeller()
+    control = agora(
+        fit, wrong_on_first(2), labeller, train, dev, [{"name": n} for n in "abc"], jitter(2),
+        np.random.default_rng(0), anchor="random_train", points_per_round=[7, 3], progress=False,
+    )  # fmt: skip
+    assert [r["added"] for r in control.log] == [7, 3, 0]
+    assert [r["anchors"] for r in control.log] == [4, 2, 0], "anchors drawn in chunks of the mistakes (2)"
+    assert [r["train_size"] for r in control.log] == [30, 37, 40]
+    assert set(control.added["source"]) <= set(train.index)
+    assert (control.added["x0"] < 3).all(), "made around train points, not the dev mistakes"
+    assert control.anchor == "random_train" and labeller.rows == 10
+    # S labels by the true rule and the jitter is small: it agrees with the anchor on nearly all
+    assert all(r["anchor_agreement"] >= 0.7 for r in control.log[:2])
+    assert np.isnan(control.log[2]["anchor_agreement"])
+
+
+def test_control_without_a_budget_draws_as_many_anchors_as_mistakes():
+    fit = ScriptedFit({"a": [0.5], "b": [0.6, 0.7]})
+    control = run_scripted(fit, [{"name": "a"}, {"name": "b"}], wrong=3, n_new=2, anchor="random_train")
+    assert control.log[0]["anchors"] == 3 and control.log[0]["added"] == 6
+    with pytest.raises(ValueError, match="points_per_round"):
+        run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], points_per_round=[1])
+    with pytest.raises(ValueError, match="anchor"):
+        run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], anchor="dev")
+
+
+def test_each_round_records_collapse_and_what_observe_returns():
+    seen = []
+
+    def observe(model):
+        seen.append(model)
+        return {"test_score": 0.25 * model["call"]}
+
+    fit = ScriptedFit({"a": [0.5], "b": [0.6, 0.7]})
+    result = agora(
+        fit, lambda model, dev: np.zeros(len(dev), dtype=int), CountingLabeller(), numeric_frame(9, 0),
+        numeric_frame(6, 1), [{"name": "a"}, {"name": "b"}], jitter(1), np.random.default_rng(0),
+        observe=observe, progress=False,
+    )  # fmt: skip
+    assert [r["constant_predictor"] for r in result.log] == [True, True]
+    assert [r["dev_classes_predicted"] for r in result.log] == [1, 1]
+    assert [r["test_score"] for r in result.log] == [0.5, 0.75] and seen == [fit.models[1], fit.models[2]]
+    assert prediction_spread([0, 1, 1, 1]) == {
+        "dev_classes_predicted": 2, "dev_majority_share": 0.75, "constant_predictor": False
+    }  # fmt: skip
+    assert prediction_spread([2.0, 2.0], is_regression=True)["constant_predictor"]
+
+
+def test_tie_tolerance_removes_near_ties_together():
+    fit = ScriptedFit({"a": [0.50], "b": [0.505], "c": [0.6, 0.6]})
+    thetas = [{"name": n} for n in "abc"]
+    result = run_scripted(fit, thetas, tie_tolerance=0.01)
+    assert result.log[0]["removed"] == ["a", "b"] and len(result.log) == 2
+    with pytest.raises(ValueError, match="tie_tolerance"):
+        run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], tie_tolerance=-0.1)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from ose.arch import Arch, Embedding, build_model
 from ose.finetune import (
     Classifier,
     FineTuneConfig,
+    balanced_sample,
     encode_frame,
     evaluate,
     fine_tune,
@@ -20,6 +21,7 @@ from ose.finetune import (
     make_predict,
     predict,
     predict_encoded,
+    stratified_sample,
     without_test,
 )
 from ose.tasks import make_task_data
@@ -239,3 +241,36 @@ def test_agora_with_the_real_fine_tuning_never_sees_the_test_split(tokenizer):
     )
     assert result.dev_score == max(s for r in result.log for s in r["scores"].values())
     np.testing.assert_array_equal(result.added["label"], labeller(result.added[["text"]]))
+
+
+def _labelled(counts: dict, seed: int = 0) -> pd.DataFrame:
+    labels = np.random.default_rng(seed).permutation(np.repeat(list(counts), list(counts.values())))
+    return pd.DataFrame({"text": [f"t{i}" for i in range(len(labels))], "label": labels})
+
+
+def test_balanced_sample_takes_every_class_equally_often():
+    frame = _labelled({0: 70, 1: 20, 2: 11})
+    sample = balanced_sample(frame, 31, seed=5)
+    assert sample["label"].value_counts().sort_index().tolist() == [11, 10, 10], "remainder to the first"
+    assert set(sample["text"]) <= set(frame["text"]) and sample["text"].is_unique
+    order = frame.reset_index().set_index("text").loc[sample["text"], "index"].to_numpy()
+    assert (np.diff(order) > 0).all(), "original order kept"
+    pd.testing.assert_frame_equal(sample, balanced_sample(frame, 31, seed=5))
+    assert not balanced_sample(frame, 31, seed=6)["text"].equals(sample["text"])
+    assert balanced_sample(frame, None, seed=0) is frame and balanced_sample(frame, 500, seed=0) is frame
+    with pytest.raises(
+        ValueError, match=r"finetune.train_size: a balanced sample of 36 needs 12 rows per class"
+    ):
+        balanced_sample(frame, 36, seed=0, name="finetune.train_size")
+    with pytest.raises(ValueError, match="cannot hold each of the 3 classes"):
+        balanced_sample(frame, 2, seed=0)
+    regression = frame.assign(label=frame["label"].astype(float) / 2)
+    assert len(balanced_sample(regression, 13, seed=0)) == 13
+
+
+def test_stratified_sample_keeps_the_class_shares():
+    frame = _labelled({0: 70, 1: 20, 2: 10})
+    sample = stratified_sample(frame, 30, seed=1)
+    assert sample["label"].value_counts().sort_index().tolist() == [21, 6, 3]
+    assert stratified_sample(frame, 11, seed=1)["label"].value_counts().sort_index().tolist() == [8, 2, 1]
+    assert stratified_sample(frame, None, seed=1) is frame

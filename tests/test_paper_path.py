@@ -22,7 +22,7 @@ from transformers import AutoTokenizer, RobertaConfig, RobertaForMaskedLM, Rober
 from ose import data
 from ose.agora import NearestNeighbourSubstitution, input_embeddings
 from ose.arch import Arch, Embedding
-from ose.comparison import MODELS, compare_on_task
+from ose.comparison import ARMS, compare_on_task
 from ose.distill import KDWeights, fixed_sample, surrogate_error
 from ose.extract import load_teacher
 from ose.finetune import FineTuneConfig, encode_frame, fine_tune, load_encoder
@@ -226,17 +226,27 @@ def test_comparison_on_glue(roberta_dir, student_dir, task_name):
     config = FineTuneConfig(epochs=1, batch_size=2, lr=1e-3, max_len=32)
     thetas = [{"name": "slow", "lr": 1e-4}, {"name": "fast", "lr": 1e-3}]
     result = compare_on_task(
-        task, tokenizer, str(roberta_dir), student_dir, config, config, thetas, generator, [0], 3, 0, False
+        task,
+        tokenizer,
+        str(roberta_dir),
+        {"kd": student_dir},
+        config,
+        config,
+        thetas,
+        generator,
+        [0],
+        3,
+        progress=False,
     )
     assert result["metric"] == task.main_metric and result["test_size"] == len(task.test) == 3
     assert result["train_size"] == 3
-    for name in MODELS:
-        (score,) = result[name]["scores"]
+    (record,) = result["records"]
+    for arm in ARMS:
+        score = record["arms"][arm]["score"]
         if task.is_regression:
-            assert math.isnan(score) or -1.0 <= score <= 1.0
+            assert score is None or math.isnan(score) or -1.0 <= score <= 1.0
         else:
             assert 0.0 <= score <= 1.0
-    assert 1 <= len(result["rounds"]) <= len(thetas)
 
 
 def test_source_encoder_is_roberta_without_pooler(roberta_dir):
