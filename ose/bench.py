@@ -1,16 +1,31 @@
-"""The CPU benchmark: latency and throughput of whole models, measured side by side in one process.
+"""The CPU benchmark: latency of whole models and speed-ups with bootstrap confidence intervals.
 
-The paper claims Bort is many times faster than BERT-large and BERT-base on a CPU (`ose.paper`). A
+The paper claims Bort is many times faster than BERT-large and BERT-base on a CPU (`ose.paper`) and
+says neither at which batch size, sequence length or thread count, nor how often it measured. A
 speed-up is a ratio of two latencies, so both must come from the same machine, the same thread
-settings and the same minutes: `benchmark_models` measures every model in one run and stamps the rows
-with a `run_id`, and `speedups` only ever divides latencies that share it.
+settings and the same minutes; and one ratio from one run says nothing about how far the next run
+will land (the int8 student measured 0.76× in one run and 1.84× in the next). This module therefore
+measures in *interleaved rounds* and reports every ratio with a confidence interval.
 
-Measurement order. For every (batch, seq) cell all models are warmed up, then measured in rounds: each
-round times one forward pass of every model, in an order shuffled by a seeded generator. A machine that
-drifts (another job starts, the CPU clocks down) therefore slows every model alike instead of whichever
-happened to be measured last, and no model always follows the same neighbour (caches, thread pools).
-The latency is the median of the rounds and its spread the interquartile range, as in
-`ose.cost_model.time_call`.
+Protocol (`benchmark_models`). Every model is warmed up at every (batch, seq) cell it is timed at.
+Then R rounds: each round times every (model, cell) once, as a block of `calls` forward passes
+(at least `repeats`, more for a fast model so that a block lasts `min_round_ms`), and keeps the
+block's median: the round's latency. The order of cells and of models is rotated by one place per
+round, so over the rounds every model occupies every position equally often, and a machine that
+drifts (another job starts, the CPU clocks down) slows all models of a round alike. Garbage
+collection is off inside a round. `grid_models` caps the expensive cells: the models it names are
+timed at every cell, the others only at the headline cell (smallest batch, shortest sequence).
+
+Ratios (`speedups`, `ratio_ci`). For each round, speed-up = reference latency / model latency of
+that round; the reported speed-up is the geometric mean of the per-round ratios, and its 95%
+interval a percentile bootstrap over rounds. Rounds, not the pooled calls, are resampled: calls of
+one block run back to back in one machine state and are not independent, so pooling them would
+give intervals that ignore the round-to-round drift that actually moves a ratio between runs; a
+round pairs the two models within seconds, which is what makes the ratio per round meaningful.
+With R rounds the interval cannot be wider than the per-round ratios' range and, like every
+percentile bootstrap of few samples, it runs somewhat narrow: R ≥ 5 is advised. `stability` splits
+the rounds into an earlier and a later half, two runs in miniature, and says whether both halves'
+ratios lie inside the whole run's interval.
 
 Work. GFLOPs are analytic (`ose.costs.op_count`: the forward of one sequence, times the batch), never
 counted from a profiler; achieved GFLOP/s = GFLOPs / median seconds. `gemm_peak_gflops` gives the
@@ -28,18 +43,18 @@ weights, activations quantised at run time).
 from __future__ import annotations
 
 import gc
+import math
 import os
-import random
 import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ose.arch import Arch, Embedding, from_bert_config
 from ose.atomic import atomic_path
@@ -47,6 +62,13 @@ from ose.configs import Benchmark  # noqa: F401 (re-exported)
 from ose.cost_model import random_inputs, time_call
 from ose.costs import op_count
 from ose.machine import machine_info
+from ose.progress import bar as progress_bar
+
+CI_LEVEL = 0.95  # every interval this module reports
+BOOTSTRAP_RESAMPLES = 4000  # resamples of the rounds; a few ms for any R the stage uses
+# An interval wider than this factor (ci_high / ci_low) neither confirms nor refutes a claim inside it:
+# at 1.5 a claim of 20× "holds" only if the interval is about 20× ± 20% or tighter.
+DECISIVE_CI_RATIO = 1.5
 
 ROW_COLUMNS = (
     "run_id",
@@ -58,7 +80,8 @@ ROW_COLUMNS = (
     "batch",
     "seq",
     "threads",
-    "repeats",
+    "rounds",
+    "calls",
     "median_ms",
     "iqr_ms",
     "q1_ms",
@@ -67,6 +90,7 @@ ROW_COLUMNS = (
     "gflops",
     "gflops_per_s",
 )
+ROUND_COLUMNS = ("run_id", "model", "batch", "seq", "threads", "round", "position", "calls", "median_ms")
 
 _META = "ose."  # prefix of the metadata keys `export_onnx` writes into an ONNX file
 
@@ -151,35 +175,49 @@ def _quartiles(samples: Sequence[float]) -> tuple[float, float, float]:
 # --- the benchmark ----------------------------------------------------------------------------
 
 
-def benchmark_models(
-    models: Mapping[str, object],
-    batch_sizes: Sequence[int],
-    seq_lens: Sequence[int],
-    threads: int,
-    warmup: int = 3,
-    repeats: int = 10,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[dict]:
-    """Latency, throughput and achieved GFLOP/s of every model at every (batch, seq), in one run.
+@dataclass(frozen=True)
+class Timings:
+    """One benchmark run. `rows`: one per (model, cell), the columns of `ROW_COLUMNS`, latency =
+    median over rounds of the rounds' medians. `rounds`: one per (model, cell, round), the columns
+    of `ROUND_COLUMNS` (`position`: the block's place in its round), what `speedups` pairs."""
 
-    models: name → a Hugging Face BERT-like `nn.Module` (called with `input_ids` and an all-ones
-    `attention_mask`) or an `onnxruntime.InferenceSession` from `ort_session` (its file written by
-    `export_onnx`, whose metadata says what it computes; its intra-op threads must equal `threads`).
-    Each model is set to eval mode for the run and restored afterwards. Inputs are random token ids
-    from the model's own vocabulary, seeded, the same for every round.
+    rows: list[dict]
+    rounds: list[dict]
 
-    Returns one row per (model, batch, seq) with the columns of `ROW_COLUMNS`, all carrying the
-    same `run_id`.
-    """
-    if not models:
-        raise ValueError("models must name at least one model")
-    batch_sizes = _check_positive("batch_sizes", batch_sizes)
-    seq_lens = _check_positive("seq_lens", seq_lens)
-    _check_positive("threads", [threads])
-    _check_positive("repeats", [repeats])
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+
+def _rotated(items: Sequence, shift: int) -> list:
+    """`items` rotated left by `shift` places: round r starts with item r."""
+    shift %= len(items)
+    return list(items[shift:]) + list(items[:shift])
+
+
+def _check_grid(grid_models: Sequence[str] | None, names: Sequence[str]) -> set[str]:
+    if grid_models is None:
+        return set(names)
+    unknown = [m for m in grid_models if m not in names]
+    if unknown:
+        raise ValueError(f"grid_models {unknown} are not among the models {list(names)}")
+    return set(grid_models)
+
+
+def _calls_per_block(warm_ms: float | None, repeats: int, min_round_ms: float) -> int:
+    """Calls in one timed block: `repeats`, or enough to last `min_round_ms` at the warm-up's pace."""
+    if warm_ms is None or min_round_ms <= 0:
+        return repeats
+    return max(repeats, math.ceil(min_round_ms / max(warm_ms, 1e-3)))
+
+
+def _time_block(call: Callable[[], object], calls: int) -> float:
+    """Median milliseconds of `calls` back-to-back calls."""
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        call()
+        times.append((time.perf_counter() - start) * 1e3)
+    return float(np.median(times))
+
+
+def _describe_all(models: Mapping[str, object], threads: int, seq_lens: Sequence[int]) -> dict[str, dict]:
     described = {}
     for name, model in models.items():
         if _is_session(model):
@@ -197,34 +235,98 @@ def benchmark_models(
         longest = described[name]["embedding"].max_positions
         if max(seq_lens) > longest:
             raise ValueError(f"seq_lens {max(seq_lens)} exceeds models[{name!r}]'s max positions {longest}")
+    return described
 
-    run_id = uuid.uuid4().hex[:12]
-    order_rng = random.Random(seed)
+
+def benchmark_models(
+    models: Mapping[str, object],
+    batch_sizes: Sequence[int],
+    seq_lens: Sequence[int],
+    threads: int,
+    warmup: int = 1,
+    rounds: int = 5,
+    repeats: int = 1,
+    min_round_ms: float = 0.0,
+    grid_models: Sequence[str] | None = None,
+    seed: int = 0,
+    progress: bool = True,
+) -> Timings:
+    """Time every model at its (batch, seq) cells in `rounds` interleaved rounds (module docstring).
+
+    models: name → a Hugging Face BERT-like `nn.Module` (called with `input_ids` and an all-ones
+    `attention_mask`) or an `onnxruntime.InferenceSession` from `ort_session` (its file written by
+    `export_onnx`, whose metadata says what it computes; its intra-op threads must equal `threads`).
+    Each model is set to eval mode for the run and restored afterwards. Inputs are random token ids
+    from the model's own vocabulary, seeded, the same in every round.
+
+    warmup: untimed calls per (model, cell) before the first round; the fastest of them sizes the
+    blocks. repeats: the fewest calls in a timed block; min_round_ms: a fast model's block gets
+    more calls, to last about this long (0: exactly `repeats`). grid_models: the models timed at
+    every cell (None: all); the others only at the smallest batch and shortest sequence.
+    """
+    if not models:
+        raise ValueError("models must name at least one model")
+    batch_sizes = _check_positive("batch_sizes", batch_sizes)
+    seq_lens = _check_positive("seq_lens", seq_lens)
+    _check_positive("threads", [threads])
+    _check_positive("repeats", [repeats])
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 2:
+        raise ValueError(f"rounds must be an integer >= 2 (a confidence interval needs two), got {rounds!r}")
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"warmup must be a non-negative integer, got {warmup!r}")
+    if not min_round_ms >= 0:
+        raise ValueError(f"min_round_ms must be >= 0, got {min_round_ms!r}")
     names = list(models)
+    grid = _check_grid(grid_models, names)
+    described = _describe_all(models, threads, seq_lens)
+
     cells = [(b, s) for b in batch_sizes for s in seq_lens]
-    samples: dict[tuple[str, int, int], list[float]] = {}
+    headline = (min(batch_sizes), min(seq_lens))
+    timed = {cell: [n for n in names if n in grid or cell == headline] for cell in cells}
+    blocks = [(cell, n) for cell in cells for n in timed[cell]]
+    run_id = uuid.uuid4().hex[:12]
     training = {n: m.training for n, m in models.items() if isinstance(m, nn.Module)}
     previous_threads = torch.get_num_threads()
-    bar = tqdm(total=len(cells) * len(names) * (warmup + repeats), desc="benchmark", disable=not progress)
+    bar = progress_bar(
+        total=len(blocks) * (rounds + (warmup > 0)), desc="benchmark", unit="blocks", disable=not progress
+    )
+    round_rows: list[dict] = []
+    calls_of: dict[tuple[str, int, int], int] = {}
     torch.set_num_threads(threads)
     try:
         for name in training:
             models[name].eval()
         with torch.inference_mode():
-            for batch, seq in cells:
-                calls = {n: _forward(models[n], described[n]["embedding"], batch, seq, seed) for n in names}
-                gc.collect()
-                gc.disable()  # a collection inside a timed call would land on whichever model it hit
+            forward = {
+                (cell, n): _forward(models[n], described[n]["embedding"], *cell, seed) for cell, n in blocks
+            }
+            for cell, n in blocks:
+                warm_ms = None  # the fastest warm-up call: the first ones pay for allocation
                 for _ in range(warmup):
-                    for n in names:
-                        calls[n]()
-                        bar.update()
-                for _ in range(repeats):
-                    for n in order_rng.sample(names, len(names)):
-                        start = time.perf_counter()
-                        calls[n]()
-                        samples.setdefault((n, batch, seq), []).append((time.perf_counter() - start) * 1e3)
-                        bar.update()
+                    ms = _time_block(forward[(cell, n)], 1)
+                    warm_ms = ms if warm_ms is None else min(warm_ms, ms)
+                calls_of[(n, *cell)] = _calls_per_block(warm_ms, repeats, min_round_ms)
+                bar.update(int(warmup > 0))
+            for r in range(rounds):
+                gc.collect()
+                gc.disable()  # a collection inside a block would land on whichever model it hit
+                schedule = [(cell, n) for cell in _rotated(cells, r) for n in _rotated(timed[cell], r)]
+                for position, (cell, n) in enumerate(schedule):
+                    calls = calls_of[(n, *cell)]
+                    round_rows.append(
+                        {
+                            "run_id": run_id,
+                            "model": n,
+                            "batch": cell[0],
+                            "seq": cell[1],
+                            "threads": threads,
+                            "round": r,
+                            "position": position,
+                            "calls": calls,
+                            "median_ms": _time_block(forward[(cell, n)], calls),
+                        }
+                    )
+                    bar.update()
                 gc.enable()
     finally:
         gc.enable()
@@ -232,83 +334,207 @@ def benchmark_models(
         torch.set_num_threads(previous_threads)
         for name, was_training in training.items():
             models[name].train(was_training)
-
-    rows = []
-    for name in names:
-        info = described[name]
-        for batch, seq in cells:
-            q1, median, q3 = _quartiles(samples[(name, batch, seq)])
-            gflops = op_count(info["arch"], seq, info["embedding"], info["head"]).total * batch / 1e9
-            rows.append(
-                {
-                    "run_id": run_id,
-                    "model": name,
-                    "backend": info["backend"],
-                    "arch": info["arch"].name,
-                    "head": info["head"],
-                    "params": info["params"],
-                    "batch": batch,
-                    "seq": seq,
-                    "threads": threads,
-                    "repeats": repeats,
-                    "median_ms": median,
-                    "iqr_ms": q3 - q1,
-                    "q1_ms": q1,
-                    "q3_ms": q3,
-                    "seq_per_s": batch / (median / 1e3),
-                    "gflops": gflops,
-                    "gflops_per_s": gflops / (median / 1e3),
-                }
-            )
-    return rows
+    rows = [
+        _latency_row(run_id, n, described[n], cell, threads, rounds, calls_of[(n, *cell)], round_rows)
+        for n in names
+        for cell in cells
+        if n in timed[cell]
+    ]
+    return Timings(rows=rows, rounds=round_rows)
 
 
-def speedups(rows: Sequence[dict], reference: str, models: Sequence[str] | None = None) -> list[dict]:
-    """Speed-up of each model over `reference`: reference median latency / model median latency.
+def _latency_row(
+    run_id: str,
+    name: str,
+    info: dict,
+    cell: tuple[int, int],
+    threads: int,
+    rounds: int,
+    calls: int,
+    round_rows: Sequence[dict],
+) -> dict:
+    """The `ROW_COLUMNS` row of one (model, cell): quartiles over its rounds' medians."""
+    batch, seq = cell
+    per_round = [r["median_ms"] for r in round_rows if (r["model"], r["batch"], r["seq"]) == (name, *cell)]
+    q1, median, q3 = _quartiles(per_round)
+    gflops = op_count(info["arch"], seq, info["embedding"], info["head"]).total * batch / 1e9
+    return {
+        "run_id": run_id,
+        "model": name,
+        "backend": info["backend"],
+        "arch": info["arch"].name,
+        "head": info["head"],
+        "params": info["params"],
+        "batch": batch,
+        "seq": seq,
+        "threads": threads,
+        "rounds": rounds,
+        "calls": calls,
+        "median_ms": median,
+        "iqr_ms": q3 - q1,
+        "q1_ms": q1,
+        "q3_ms": q3,
+        "seq_per_s": batch / (median / 1e3),
+        "gflops": gflops,
+        "gflops_per_s": gflops / (median / 1e3),
+    }
 
-    Rows are paired only when they share run_id, batch, seq and threads, so every ratio comes from
-    one run (rows read back from CSV work too). `speedup_low`/`speedup_high` are the ratio's range
-    over the two interquartile ranges (reference q1 / model q3 to reference q3 / model q1): a
-    spread, not a confidence interval. models: which models to report (default: every model,
-    the reference included, whose speed-up is 1).
+
+# --- speed-ups with confidence intervals --------------------------------------------------------
+
+
+def _geometric_mean_ratio(log_ratios: np.ndarray) -> float:
+    return float(np.exp(log_ratios.mean()))
+
+
+def ratio_ci(
+    reference_ms: Sequence[float],
+    model_ms: Sequence[float],
+    level: float = CI_LEVEL,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict:
+    """Speed-up of a model over a reference from paired per-round latencies, with a bootstrap interval.
+
+    reference_ms[k], model_ms[k]: the two latencies (ms) of round k. Per-round ratio
+    reference / model; `speedup` = their geometric mean (a ratio's natural average: 2× and ½×
+    average to 1×); `ci_low`/`ci_high` = the percentile bootstrap interval at `level`, resampling
+    rounds (`resamples` times, seeded). Also the spread across rounds: the smallest and largest
+    per-round ratio and `round_sd_log`, the standard deviation of the natural-log ratios (≈ the
+    coefficient of variation of the ratio when small).
     """
-    present = list(dict.fromkeys(r["model"] for r in rows))
+    ref = np.asarray(reference_ms, dtype=float)
+    mod = np.asarray(model_ms, dtype=float)
+    if ref.shape != mod.shape or ref.ndim != 1:
+        raise ValueError(
+            f"reference_ms and model_ms must be paired per round, got {ref.shape} and {mod.shape}"
+        )
+    if len(ref) < 2:
+        raise ValueError(f"rounds: a confidence interval needs at least 2 rounds, got {len(ref)}")
+    if not (np.all(ref > 0) and np.all(mod > 0) and np.all(np.isfinite(ref)) and np.all(np.isfinite(mod))):
+        raise ValueError("reference_ms and model_ms must be positive, finite latencies")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    _check_positive("resamples", [resamples])
+    log_ratios = np.log(ref) - np.log(mod)  # (R,)
+    picks = np.random.default_rng(seed).integers(0, len(log_ratios), (resamples, len(log_ratios)))
+    boot = np.exp(log_ratios[picks].mean(axis=1))  # (resamples,)
+    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    return {
+        "speedup": _geometric_mean_ratio(log_ratios),
+        "ci_low": float(low),
+        "ci_high": float(high),
+        "rounds": len(log_ratios),
+        "round_min": float(np.exp(log_ratios.min())),
+        "round_max": float(np.exp(log_ratios.max())),
+        "round_sd_log": float(log_ratios.std(ddof=1)),
+    }
+
+
+def stability(reference_ms: Sequence[float], model_ms: Sequence[float], ci: Mapping[str, float]) -> dict:
+    """Does the ratio repeat? The rounds' earlier and later halves (the middle round of an odd count
+    goes to the earlier) as two runs in miniature: each half's geometric-mean ratio, and `stable`
+    when both lie inside the whole run's interval `ci` (from `ratio_ci`)."""
+    ref, mod = np.asarray(reference_ms, dtype=float), np.asarray(model_ms, dtype=float)
+    if len(ref) < 2 or ref.shape != mod.shape:
+        raise ValueError(f"stability needs at least 2 paired rounds, got {ref.shape} and {mod.shape}")
+    log_ratios = np.log(ref) - np.log(mod)
+    cut = (len(log_ratios) + 1) // 2
+    halves = _geometric_mean_ratio(log_ratios[:cut]), _geometric_mean_ratio(log_ratios[cut:])
+    return {
+        "first_half": halves[0],
+        "second_half": halves[1],
+        "stable": all(ci["ci_low"] <= h <= ci["ci_high"] for h in halves),
+    }
+
+
+def _round_key(row: Mapping) -> tuple:
+    return (str(row["run_id"]), int(row["batch"]), int(row["seq"]), int(row["threads"]))
+
+
+def paired_rounds(rounds: Sequence[Mapping], model: str, reference: str) -> dict[tuple, tuple[list, list]]:
+    """Per cell (run_id, batch, seq, threads): the reference's and the model's latencies, round by
+    round, for the rounds both were timed in. Rows read back from CSV (strings) work too."""
+    by_round: dict[tuple, dict[str, float]] = {}
+    for row in rounds:
+        if row["model"] in (model, reference):
+            key = (*_round_key(row), int(row["round"]))
+            by_round.setdefault(key, {})[row["model"]] = float(row["median_ms"])
+    cells: dict[tuple, tuple[list, list]] = {}
+    for key in sorted(by_round):
+        pair = by_round[key]
+        if model in pair and reference in pair:
+            ref, mod = cells.setdefault(key[:-1], ([], []))
+            ref.append(pair[reference])
+            mod.append(pair[model])
+    return cells
+
+
+def speedups(
+    rounds: Sequence[Mapping],
+    reference: str,
+    models: Sequence[str] | None = None,
+    level: float = CI_LEVEL,
+    seed: int = 0,
+) -> list[dict]:
+    """Speed-up of each model over `reference` at every cell both were timed in, with its interval.
+
+    rounds: `Timings.rounds` (or the same rows read back from CSV). Rounds are paired only when
+    they share run_id, batch, seq, threads and round, so every ratio comes from one run.
+    models: which models (default: every model timed, the reference included, whose speed-up is 1).
+    Each row: model, reference, the cell, both median latencies (ms, over rounds) and `ratio_ci`'s
+    keys.
+    """
+    present = list(dict.fromkeys(r["model"] for r in rounds))
     if reference not in present:
         raise ValueError(f"reference {reference!r} is not among the measured models {present}")
     wanted = present if models is None else list(models)
     unknown = [m for m in wanted if m not in present]
     if unknown:
         raise ValueError(f"models {unknown} are not among the measured models {present}")
-
-    def key(row: dict) -> tuple:
-        return (str(row["run_id"]), int(row["batch"]), int(row["seq"]), int(row["threads"]))
-
-    references = {key(r): r for r in rows if r["model"] == reference}
     out = []
     for name in wanted:
-        paired = [(r, references[key(r)]) for r in rows if r["model"] == name and key(r) in references]
-        if not paired:
+        cells = paired_rounds(rounds, name, reference)
+        if not cells:
             raise ValueError(
                 f"models: {name!r} was never measured in the same run and cell as reference {reference!r}"
             )
-        for row, ref in paired:
-            model_ms, ref_ms = float(row["median_ms"]), float(ref["median_ms"])
-            result = {
-                "model": name,
-                "reference": reference,
-                "run_id": row["run_id"],
-                "batch": int(row["batch"]),
-                "seq": int(row["seq"]),
-                "threads": int(row["threads"]),
-                "model_median_ms": model_ms,
-                "reference_median_ms": ref_ms,
-                "speedup": ref_ms / model_ms,
-            }
-            if all(k in r for r in (row, ref) for k in ("q1_ms", "q3_ms")):
-                result["speedup_low"] = float(ref["q1_ms"]) / float(row["q3_ms"])
-                result["speedup_high"] = float(ref["q3_ms"]) / float(row["q1_ms"])
-            out.append(result)
+        for (run_id, batch, seq, threads), (ref_ms, model_ms) in cells.items():
+            out.append(
+                {
+                    "model": name,
+                    "reference": reference,
+                    "run_id": run_id,
+                    "batch": batch,
+                    "seq": seq,
+                    "threads": threads,
+                    "model_median_ms": float(np.median(model_ms)),
+                    "reference_median_ms": float(np.median(ref_ms)),
+                    **ratio_ci(ref_ms, model_ms, level=level, seed=seed),
+                }
+            )
     return out
+
+
+def claim_status(row: Mapping, claimed: float, decisive: float = DECISIVE_CI_RATIO) -> str:
+    """Where a claimed speed-up sits against a measured one (`speedups` row): "short" when the
+    interval lies below it, "exceeded" when above it, "holds" when inside it, and "undecided" when
+    inside an interval so wide (ci_high / ci_low > `decisive`) that it would hold almost any claim."""
+    low, high = float(row["ci_low"]), float(row["ci_high"])
+    if high < claimed:
+        return "short"
+    if low > claimed:
+        return "exceeded"
+    return "holds" if high / low <= decisive else "undecided"
+
+
+def headline_speedup(speedup_rows: Sequence[dict], model: str, reference: str) -> dict | None:
+    """The `speedups` row of `model` over `reference` at the smallest batch (and shortest sequence)
+    measured: the single-request latency ratio that "N× faster" usually means. None when not measured."""
+    cells = [r for r in speedup_rows if r["model"] == model and r["reference"] == reference]
+    if not cells:
+        return None
+    return min(cells, key=lambda r: (int(r["batch"]), int(r["seq"])))
 
 
 # --- the hardware reference -------------------------------------------------------------------
@@ -564,12 +790,3 @@ def environment_metadata(threads: int) -> dict:
         "load_average_1_5_15": list(os.getloadavg()),
         "dtype": "float32",
     }
-
-
-def headline_speedup(speedup_rows: Sequence[dict], model: str, reference: str) -> float | None:
-    """The speed-up of `model` over `reference` at the smallest batch (and shortest sequence) measured:
-    the single-request latency ratio that "N× faster" usually means. None when not measured."""
-    cells = [r for r in speedup_rows if r["model"] == model and r["reference"] == reference]
-    if not cells:
-        return None
-    return min(cells, key=lambda r: (r["batch"], r["seq"]))["speedup"]

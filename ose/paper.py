@@ -21,6 +21,9 @@ BORT_SIZE = {
 }
 
 # --- CPU speed (abstract, §5) ---------------------------------------------------------------------
+# The paper gives neither the batch size, the sequence length, the thread count nor the number of
+# runs behind these figures, and no interval; `ose.stages.benchmark` therefore locates them on a
+# grid of (batch, seq) cells instead of comparing with one cell.
 SPEEDUP_VS_BERT_LARGE = 20.0
 SPEEDUP_VS_BERT_BASE = 7.9
 # The same claims keyed as `ose.figures.speedup_figure` labels a comparison ("<model> vs <reference>",

@@ -1,9 +1,16 @@
 """Stage `benchmark` (notebook 08): CPU latency of BERT-large, BERT-base, Bort, the source and the student.
 
-Every network is timed in one process, in one run (`ose.bench.benchmark_models`); speed-ups are
-ratios of medians of that run. With `benchmark.onnx` the student is also exported to ONNX Runtime,
-plain and int8-quantised, checked against PyTorch and timed beside the others; without it nothing is
-exported, and `onnx_dir` holds only a note saying so (DVC still finds the stage's output).
+Every network is timed in one process, in interleaved rounds (`ose.bench.benchmark_models`), at the
+(batch, seq) cells of `benchmark.batch_sizes` × `benchmark.seq_lens`; the models of
+`benchmark.grid_models` at every cell, the others at the smallest one. Every speed-up is the
+geometric mean of per-round ratios with a 95% bootstrap interval over the rounds
+(`ose.bench.speedups`). The paper's two claims (Bort ~20× faster than BERT-large, 7.9× than
+BERT-base) are located on that grid: at each cell the claim "holds" (inside the interval), is
+"exceeded" or falls "short". With `benchmark.onnx` the student is also exported to ONNX Runtime,
+plain and int8-quantised, checked against PyTorch and timed in the same rounds; the int8 ratios
+come with their spread across rounds and a split-half stability check (`ose.bench.stability`).
+Without it nothing is exported, and `onnx_dir` holds only a note saying so (DVC still finds the
+stage's output).
 """
 
 from __future__ import annotations
@@ -22,7 +29,38 @@ from ose.paths import resolve
 from ose.results import StageResult, markdown_table, write_table
 from ose.teacher import resolve_source
 
-REFERENCES = ("bert-large", "bert-base", "source")  # speed-ups are reported over these, when measured
+# (model, reference) pairs reported, wherever both were timed in the same cell
+COMPARISONS = (
+    ("bort-paper", "bert-large"),
+    ("bort-paper", "bert-base"),
+    ("bort-released", "bert-large"),
+    ("bort-released", "bert-base"),
+    ("bert-base", "bert-large"),
+    ("source", "bert-large"),
+    ("student", "source"),
+    ("student", "bert-large"),
+    ("student-onnx", "student"),
+    ("student-onnx-int8", "student"),
+    ("student-onnx-int8", "student-onnx"),
+)
+# The paper's claims as (model, reference, claimed speed-up): Bort in the shape its sizes imply.
+PAPER_CLAIMS = (
+    ("bort-paper", "bert-large", paper.SPEEDUP_VS_BERT_LARGE),
+    ("bort-paper", "bert-base", paper.SPEEDUP_VS_BERT_BASE),
+)
+INT8 = (("student-onnx-int8", "student-onnx"), ("student-onnx-int8", "student"))
+# Result field → the comparison it holds, at the headline (smallest) cell
+HEADLINES = {
+    "speedup_bort_paper_vs_bert_large": ("bort-paper", "bert-large"),
+    "speedup_bort_paper_vs_bert_base": ("bort-paper", "bert-base"),
+    "speedup_bort_released_vs_bert_large": ("bort-released", "bert-large"),
+    "speedup_extracted_vs_source": ("student", "source"),
+    "speedup_extracted_vs_bert_large": ("student", "bert-large"),
+    "ort_speedup_extracted": ("student-onnx", "student"),
+    "ort_int8_speedup_extracted": ("student-onnx-int8", "student"),
+    "ort_int8_vs_fp32_extracted": ("student-onnx-int8", "student-onnx"),
+}
+RATIO_KEYS = ("speedup", "ci_low", "ci_high", "round_min", "round_max", "round_sd_log")
 LATENCY_COLUMNS = [
     "model",
     "arch",
@@ -30,6 +68,8 @@ LATENCY_COLUMNS = [
     "params",
     "batch",
     "seq",
+    "rounds",
+    "calls",
     "median_ms",
     "iqr_ms",
     "seq_per_s",
@@ -37,10 +77,36 @@ LATENCY_COLUMNS = [
     "peak_fraction",
 ]
 LATENCY_SHOWN = ["model", "batch", "seq", "median_ms", "iqr_ms", "seq_per_s", "gflops_per_s", "peak_fraction"]
-SPEEDUP_COLUMNS = ["model", "reference", "batch", "seq", "speedup", "speedup_low", "speedup_high"]
-METRIC_ROW_KEYS = ("model", "batch", "seq", "median_ms", "iqr_ms", "seq_per_s", "gflops_per_s")
+SPEEDUP_COLUMNS = ["model", "reference", "batch", "seq", "speedup", "ci_low", "ci_high", "round_sd_log"]
+METRIC_ROW_KEYS = (
+    "model",
+    "batch",
+    "seq",
+    "median_ms",
+    "iqr_ms",
+    "seq_per_s",
+    "gflops_per_s",
+    "peak_fraction",
+)
+CLAIM_COLUMNS = ["model", "reference", "paper", "batch", "seq", "speedup", "ci_low", "ci_high", "status"]
+INT8_COLUMNS = [
+    "model",
+    "reference",
+    "batch",
+    "seq",
+    "speedup",
+    "ci_low",
+    "ci_high",
+    "round_min",
+    "round_max",
+    "round_sd_log",
+    "first_half",
+    "second_half",
+    "stable",
+]
 ONNX_FILES = ("student.onnx", "student-int8.onnx")
 SKIPPED = "SKIPPED.txt"  # what `onnx_dir` holds when `benchmark.onnx` is false
+FIGURE = "benchmark_speedups.png"  # the paper's two claims across the grid
 
 
 @dataclass(frozen=True)
@@ -56,18 +122,27 @@ class Paths:
 
 @dataclass(frozen=True)
 class Result(StageResult):
-    """reports/metrics/benchmark.json. A speed-up is the single-request latency ratio (smallest batch
-    measured, `ose.bench.headline_speedup`); None when a model was not measured."""
+    """reports/metrics/benchmark.json. A speed-up is a dict: the cell (batch, seq) and `speedup`,
+    `ci_low`, `ci_high` (95% bootstrap over rounds, `ose.bench.ratio_ci`); the `speedup_*` and
+    `ort_*` fields hold the headline cell's (smallest batch and sequence); None when a model was
+    not measured."""
 
     profile: str
+    threads: int
+    rounds: int
+    cells: list[list[int]]  # [batch, seq] of the grid
     rows: list[dict]  # per model and (batch, seq): the keys of METRIC_ROW_KEYS
-    speedup_bort_paper_vs_bert_large: float | None
-    speedup_bort_paper_vs_bert_base: float | None
-    speedup_bort_released_vs_bert_large: float | None
-    speedup_extracted_vs_source: float | None
-    speedup_extracted_vs_bert_large: float | None
-    ort_speedup_extracted: float | None  # None without benchmark.onnx
-    ort_int8_speedup_extracted: float | None
+    speedups: list[dict]  # every COMPARISONS pair at every cell both were timed at
+    speedup_bort_paper_vs_bert_large: dict | None
+    speedup_bort_paper_vs_bert_base: dict | None
+    speedup_bort_released_vs_bert_large: dict | None
+    speedup_extracted_vs_source: dict | None
+    speedup_extracted_vs_bert_large: dict | None
+    ort_speedup_extracted: dict | None  # None without benchmark.onnx
+    ort_int8_speedup_extracted: dict | None
+    ort_int8_vs_fp32_extracted: dict | None
+    paper_claims: list[dict]  # per claim and cell: the speed-up and where the paper's figure sits
+    int8_stability: list[dict]  # per int8 comparison and cell: spread across rounds, split halves
     onnx_equivalence: dict  # session name → `ose.bench.check_equivalence`; empty without benchmark.onnx
     gemm_peak_gflops: float
     paper_speedup_vs_bert_large: float
@@ -75,8 +150,8 @@ class Result(StageResult):
     environment: dict
 
     def headline(self) -> dict:
-        """The speed-ups and the GEMM peak, without the rows and the environment."""
-        return {k: v for k, v in vars(self).items() if k.startswith(("speedup", "ort", "gemm"))}
+        """The headline-cell speed-ups and the GEMM peak, without the tables and the environment."""
+        return {k: v for k, v in vars(self).items() if k.startswith(("speedup_", "ort", "gemm"))}
 
 
 def load_models(params: Params, student_dir: Path) -> dict:
@@ -122,69 +197,153 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def speedup_rows(rows: list[dict], models: dict) -> list[dict]:
-    return [row for reference in REFERENCES if reference in models for row in bench.speedups(rows, reference)]
+def time_models(params: Params, models: dict, progress: bool = True) -> bench.Timings:
+    """`ose.bench.benchmark_models` with the stage's settings; `grid_models` not loaded are dropped."""
+    cfg = params.benchmark
+    return bench.benchmark_models(
+        models,
+        cfg.batch_sizes,
+        cfg.seq_lens,
+        cfg.threads,
+        warmup=cfg.warmup,
+        rounds=cfg.rounds,
+        repeats=cfg.repeats,
+        min_round_ms=cfg.min_round_ms,
+        grid_models=[m for m in cfg.grid_models if m in models],
+        seed=params.seed,
+        progress=progress,
+    )
 
 
-def write_outputs(params: Params, rows: list[dict], speedups: list[dict], peak: dict, paths: Paths) -> dict:
-    """The two tables and the two figures; returns what the notebook shows."""
-    tables, figs, profile = resolve(paths.tables_dir), resolve(paths.figures_dir), params.profile
+def speedup_rows(rounds: list[dict], seed: int = 0) -> list[dict]:
+    """Every COMPARISONS pair whose two models were timed, at every cell they share."""
+    timed = {r["model"] for r in rounds}
+    return [
+        row
+        for model, reference in COMPARISONS
+        if model in timed and reference in timed
+        for row in bench.speedups(rounds, reference, [model], seed=seed)
+    ]
+
+
+def _compact(row: dict) -> dict:
+    return {"batch": row["batch"], "seq": row["seq"], **{k: row[k] for k in RATIO_KEYS}}
+
+
+def paper_claims(speedups: list[dict]) -> list[dict]:
+    """Per paper claim and measured cell: our speed-up, its interval, and where the paper's figure
+    sits against it (`ose.bench.claim_status`: holds, exceeded, short)."""
+    out = []
+    for model, reference, claimed in PAPER_CLAIMS:
+        for row in speedups:
+            if (row["model"], row["reference"]) == (model, reference):
+                out.append(
+                    {
+                        "model": model,
+                        "reference": reference,
+                        "paper": claimed,
+                        **_compact(row),
+                        "status": bench.claim_status(row, claimed),
+                    }
+                )
+    return out
+
+
+def int8_stability(rounds: list[dict], speedups: list[dict]) -> list[dict]:
+    """The int8 student's ratios (to fp32 ONNX and to PyTorch) at each cell, with the spread across
+    rounds and the split-half check (`ose.bench.stability`)."""
+    out = []
+    for model, reference in INT8:
+        paired = bench.paired_rounds(rounds, model, reference)
+        for row in speedups:
+            if (row["model"], row["reference"]) != (model, reference):
+                continue
+            ref_ms, model_ms = paired[(row["run_id"], row["batch"], row["seq"], row["threads"])]
+            out.append(
+                {
+                    "model": model,
+                    "reference": reference,
+                    **_compact(row),
+                    **bench.stability(ref_ms, model_ms, row),
+                }
+            )
+    return out
+
+
+def write_outputs(
+    params: Params, timings: bench.Timings, speedups: list[dict], peak: dict, paths: Paths
+) -> dict:
+    """The three tables (latency, speed-ups, raw rounds) and the two figures; returns what the
+    notebook shows."""
+    tables, figs, cfg = resolve(paths.tables_dir), resolve(paths.figures_dir), params.benchmark
+    setting = f"{cfg.threads} threads, {cfg.rounds} interleaved rounds, profile {params.profile}"
     write_table(
         tables / "benchmark_latency",
-        rows,
+        timings.rows,
         columns=LATENCY_COLUMNS,
-        title=f"CPU latency, {params.benchmark.threads} threads, GEMM peak "
-        f"{peak['gflops_per_s']:.1f} GFLOP/s (profile {profile})",
+        title=f"CPU latency (median and IQR over rounds), {setting}; GEMM peak "
+        f"{peak['gflops_per_s']:.1f} GFLOP/s",
         digits=3,
     )
     write_table(
         tables / "benchmark_speedups",
         speedups,
         columns=SPEEDUP_COLUMNS,
-        title=f"Speed-ups measured in one run (profile {profile})",
+        title=f"Speed-ups: geometric mean of per-round ratios, 95% bootstrap CI over rounds; {setting}",
         digits=2,
     )
-    shown = {
-        "latency": markdown_table(rows, LATENCY_SHOWN, digits=3),
-        "speedups": markdown_table(speedups, SPEEDUP_COLUMNS, digits=2),
-    }
-    pairs = [r for r in speedups if r["model"] != r["reference"]]
-    shown["benchmark_speedups.png"] = _save(
-        figures.speedup_figure(pairs, paper.SPEEDUPS), figs / "benchmark_speedups.png"
+    write_table(
+        tables / "benchmark_rounds",
+        timings.rounds,
+        title=f"Every timed block: its round's median latency (ms); {setting}",
+        digits=3,
     )
-    shown["benchmark_latency.png"] = _save(figures.latency_figure(rows), figs / "benchmark_latency.png")
+    shown = {
+        "latency": markdown_table(timings.rows, LATENCY_SHOWN, digits=3),
+        "speedups": markdown_table(speedups, SPEEDUP_COLUMNS, digits=2),
+        FIGURE: _save(figures.speedup_figure(speedups, paper.SPEEDUPS), figs / FIGURE),
+        "benchmark_latency.png": _save(figures.latency_figure(timings.rows), figs / "benchmark_latency.png"),
+    }
     return shown
 
 
 def summarise(
-    params: Params, rows: list[dict], speedups: list[dict], peak: dict, equivalence: dict
+    params: Params,
+    timings: bench.Timings,
+    speedups: list[dict],
+    peak: dict,
+    equivalence: dict,
 ) -> Result:
     """The stage's metrics."""
-    over_student = bench.speedups(rows, "student") if params.benchmark.onnx else []  # None without ONNX
+    cfg = params.benchmark
+    headlines = {}
+    for field, (model, reference) in HEADLINES.items():
+        row = bench.headline_speedup(speedups, model, reference)
+        headlines[field] = _compact(row) if row else None
     return Result(
         profile=params.profile,
-        rows=[{k: r[k] for k in METRIC_ROW_KEYS} for r in rows],
-        speedup_bort_paper_vs_bert_large=bench.headline_speedup(speedups, "bort-paper", "bert-large"),
-        speedup_bort_paper_vs_bert_base=bench.headline_speedup(speedups, "bort-paper", "bert-base"),
-        speedup_bort_released_vs_bert_large=bench.headline_speedup(speedups, "bort-released", "bert-large"),
-        speedup_extracted_vs_source=bench.headline_speedup(speedups, "student", "source"),
-        speedup_extracted_vs_bert_large=bench.headline_speedup(speedups, "student", "bert-large"),
-        ort_speedup_extracted=bench.headline_speedup(over_student, "student-onnx", "student"),
-        ort_int8_speedup_extracted=bench.headline_speedup(over_student, "student-onnx-int8", "student"),
+        threads=cfg.threads,
+        rounds=cfg.rounds,
+        cells=[[b, s] for b in cfg.batch_sizes for s in cfg.seq_lens],
+        rows=[{k: r[k] for k in METRIC_ROW_KEYS} for r in timings.rows],
+        speedups=[{"model": r["model"], "reference": r["reference"], **_compact(r)} for r in speedups],
+        **headlines,
+        paper_claims=paper_claims(speedups),
+        int8_stability=int8_stability(timings.rounds, speedups),
         onnx_equivalence=equivalence,
         gemm_peak_gflops=peak["gflops_per_s"],
         paper_speedup_vs_bert_large=paper.SPEEDUP_VS_BERT_LARGE,
         paper_speedup_vs_bert_base=paper.SPEEDUP_VS_BERT_BASE,
-        environment=bench.environment_metadata(params.benchmark.threads),
+        environment=bench.environment_metadata(cfg.threads),
     )
 
 
 def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
-    """Load (and, with `benchmark.onnx`, export) every model, time them in one run, write the tables,
-    figures and metrics.
+    """Load (and, with `benchmark.onnx`, export) every model, time them in interleaved rounds, write
+    the tables, figures and metrics.
 
-    Returns the metrics and what the notebook shows: Markdown tables (`latency`, `speedups`) and the
-    figures' PNG paths by file name.
+    Returns the metrics and what the notebook shows: Markdown tables (`latency`, `speedups`, `claims`,
+    `int8`) and the figures' PNG paths by file name.
     """
     cfg, onnx_dir = params.benchmark, resolve(paths.onnx_dir)
     models = load_models(params, resolve(paths.student_dir))
@@ -197,12 +356,22 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         skip_onnx(onnx_dir)
         equivalence = {}
     peak = bench.gemm_peak_gflops(cfg.threads, seed=params.seed)
-    rows = bench.benchmark_models(
-        models, cfg.batch_sizes, cfg.seq_lens, cfg.threads, cfg.warmup, cfg.repeats, params.seed, progress
-    )
-    rows = bench.peak_fractions(rows, peak)
-    speedups = speedup_rows(rows, models)
-    shown = write_outputs(params, rows, speedups, peak, paths)
-    result = summarise(params, rows, speedups, peak, equivalence)
+    timings = time_models(params, models, progress)
+    timings = bench.Timings(rows=bench.peak_fractions(timings.rows, peak), rounds=timings.rounds)
+    speedups = speedup_rows(timings.rounds, params.seed)
+    shown = write_outputs(params, timings, speedups, peak, paths)
+    result = summarise(params, timings, speedups, peak, equivalence)
     result.write(resolve(paths.metrics_file))
-    return result, shown
+    return result, shown | tables_shown(result)
+
+
+def tables_shown(result: Result) -> dict:
+    """The claims grid and the int8 stability table as Markdown, for the notebook."""
+    return {
+        "claims": markdown_table(result.paper_claims, CLAIM_COLUMNS)
+        if result.paper_claims
+        else "*(Bort and BERT were not timed together: the paper's claims are not testable here)*\n",
+        "int8": markdown_table(result.int8_stability, INT8_COLUMNS)
+        if result.int8_stability
+        else "*(`benchmark.onnx` is false: no int8 student)*\n",
+    }
