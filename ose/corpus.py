@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from ose.atomic import save_torch_atomic, write_text_atomic
+from ose.progress import bar as progress_bar
 
 NO_LICENCE = "research data set without an explicit licence; research use only, cite the paper"
 
@@ -437,7 +437,7 @@ def pack_blocks(
     pieces: list[np.ndarray] = []
     sep_array = np.array([sep], dtype=np.int64)
     starts = range(0, len(docs), batch_size)
-    for start in tqdm(starts, desc="tokenize", unit="batch", disable=not progress):
+    for start in progress_bar(starts, desc="tokenize", unit="batch", disable=not progress):
         batch = list(docs[start : start + batch_size])
         ids = tokenizer(
             batch,

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy.optimize import nnls
-from tqdm.auto import tqdm
 
 from ose import row_cache
 from ose.arch import BERT_EMBEDDING, Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
 from ose.configs import Costs, LatencySettings  # noqa: F401 (re-exported)
+from ose.progress import bar as progress_bar
 
 FEATURES = ("1", "D", "D·L·H", "D·L·I", "D·L·H²", "D·L·H·I", "D·L²·H", "D·A·L²")
 
@@ -204,7 +204,7 @@ def measure_space_sample(
     archs = list(archs)
     cache = read_cache(cache_path)
     todo = [a for a in archs if _key(space_name, a.name, settings) not in cache]
-    for arch in tqdm(todo, desc=f"latency ({space_name} space)", disable=not progress):
+    for arch in progress_bar(todo, desc=f"latency ({space_name} space)", disable=not progress):
         cache[_key(space_name, arch.name, settings)] = measure_latency(arch, settings, seed=seed)
         _write_cache(cache_path, cache)
     cache = read_cache(cache_path)

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-from tqdm.auto import tqdm
 
 from ose import arch as arch_module
 from ose import distill, mlm, row_cache, training
@@ -29,6 +28,7 @@ from ose.atomic import write_text_atomic
 from ose.distill import FixedSample, KDWeights, surrogate_error
 from ose.distributed import process_group, torchrun, worker_device
 from ose.fingerprint import source_digest
+from ose.progress import bar as progress_bar
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
 
@@ -100,7 +100,9 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
         train = FixedSample.from_dict(sample["train"]).to(device)
         heldout = FixedSample.from_dict(sample["heldout"]).to(device)
         embedding, weights = Embedding(**job.embedding), KDWeights(**job.weights)
-        for arch, theta in tqdm(todo, desc=f"surrogate error (rank {rank})", disable=not progress or rank):
+        for arch, theta in progress_bar(
+            todo, desc=f"surrogate error (rank {rank})", unit="trainings", disable=not progress or rank
+        ):
             result = surrogate_error(
                 Arch.parse(arch),
                 embedding,

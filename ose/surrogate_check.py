@@ -22,7 +22,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from tqdm.auto import tqdm  # noqa: E402
 
 from ose import arch as arch_module  # noqa: E402
 from ose import distill, mlm, ranking, row_cache, training  # noqa: E402
@@ -30,6 +29,7 @@ from ose.arch import Arch, Embedding  # noqa: E402
 from ose.configs import KDWeights, SurrogateCheck, SurrogateTheta  # noqa: E402
 from ose.distill import FixedSample, distill_on_sample, surrogate_error  # noqa: E402
 from ose.fingerprint import mapping_digest, source_digest  # noqa: E402
+from ose.progress import bar as progress_bar  # noqa: E402
 
 RUN_COLUMNS = ("arch", "seed", "losses", "final", "seconds", "settings")
 
@@ -70,8 +70,11 @@ def reference_runs(
     kept = row_cache.read_rows(cache, ("arch", "seed"))
     done = {k: r for k, r in kept.items() if r["settings"] == settings}
     every = eval_every(check.log_steps, check.steps)
-    for arch in tqdm(
-        [a for a in archs if (a.name, str(seed)) not in done], desc="reference runs", disable=not progress
+    for arch in progress_bar(
+        [a for a in archs if (a.name, str(seed)) not in done],
+        desc="reference runs",
+        unit="runs",
+        disable=not progress,
     ):
         _, history = distill_on_sample(
             arch, embedding, train, heldout, check.steps, theta.lr, theta.warmup_steps, weights, seed, every
@@ -114,7 +117,9 @@ def seed_errors(
     """ê after `steps` steps, as the FPTAS measures it, under each seed: {arch: [ê per seed]}."""
     pairs = [(a, s) for a in archs for s in seeds]
     out: dict[str, list[float]] = {a.name: [] for a in archs}
-    for arch, seed in tqdm(pairs, desc="ê under several seeds", disable=not progress):
+    for arch, seed in progress_bar(
+        pairs, desc="ê under several seeds", unit="trainings", disable=not progress
+    ):
         result = surrogate_error(
             arch, embedding, train, heldout, steps, theta.lr, theta.warmup_steps, weights, seed
         )

@@ -25,11 +25,12 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm.auto import tqdm
 
+from ose import paths
 from ose.atomic import save_torch_atomic
 from ose.configs import TrainConfig  # noqa: F401 (re-exported)
 from ose.fingerprint import source_digest
+from ose.progress import bar as progress_bar
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -173,25 +174,21 @@ def train(
             scheduler.load_state_dict(state["scheduler"])
             start, history = state["step"], state["history"]
             if rank == 0:
-                print(f"resuming from {path} at step {start}")
+                print(f"resuming from {paths.shown(path)} at step {start}")
         elif rank == 0:
             changed = sorted(
                 k
                 for k in identity.keys() | state["identity"].keys()
                 if identity.get(k) != state["identity"].get(k)
             )
-            print(f"starting over: {path} was written with other inputs ({', '.join(changed)})")
+            print(f"starting over: {paths.shown(path)} was written with other inputs ({', '.join(changed)})")
     model.train()
     clock = time.perf_counter()
     elapsed = history[-1]["seconds"] if history else 0.0
-    bar = tqdm(
-        range(start, config.steps),
-        desc=desc,
-        initial=start,
-        total=config.steps,
-        disable=not progress or rank != 0,
+    bar = progress_bar(
+        total=config.steps, desc=desc, unit="step", initial=start, disable=not progress or rank != 0
     )
-    for step in bar:
+    for step in range(start, config.steps):
         torch.manual_seed(step_seed(seed, step))  # dropout noise of this step
         loss = loss_fn(model, step, step_generator(seed, step))
         if not torch.isfinite(loss):
@@ -206,6 +203,7 @@ def train(
         seconds = elapsed + time.perf_counter() - clock
         history.append({"step": done, "loss": loss.item(), "lr": lr, "seconds": seconds})
         bar.set_postfix(loss=f"{history[-1]['loss']:.3f}")
+        bar.update(1)
         last = done == config.steps
         stop = False
         if evaluate is not None and (last or (config.eval_every and done % config.eval_every == 0)):
@@ -231,6 +229,7 @@ def train(
             )
         if stop or (stop_after is not None and done >= stop_after):
             break
+    bar.close()
     model.eval()
     return history
 

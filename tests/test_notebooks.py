@@ -123,6 +123,18 @@ def test_stage_runner_offline_and_independent_of_path():
     assert (paths.ROOT / RUNNER).stat().st_mode & 0o111, f"{RUNNER} must be executable"
 
 
+def test_stage_runner_keeps_the_record_readable():
+    """Rendered notebooks are reports: library bars off or slowed, the one tqdm.auto warning (which
+    transformers triggers in a kernel without ipywidgets) filtered by its message and nothing else,
+    and each rendered notebook stamped with its wall time and stripped of absolute paths."""
+    text = (paths.ROOT / RUNNER).read_text()
+    assert "HF_HUB_DISABLE_PROGRESS_BARS=1" in text and "TQDM_MININTERVAL=" in text
+    filters = [line for line in text.splitlines() if "PYTHONWARNINGS=" in line]
+    assert filters and all("ignore:IProgress not found" in line for line in filters)
+    assert not any(f in text for f in ('ignore"', "PYTHONWARNINGS=ignore", "-W ignore")), "a blanket filter"
+    assert "-m ose.rendered" in text
+
+
 def test_report_outputs_survive_a_stage_that_fails_to_start():
     """DVC deletes a stage's outputs before running it, unless they persist: a stage that cannot
     start (once: `papermill: command not found`) must not delete committed results."""
