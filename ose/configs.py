@@ -10,6 +10,7 @@ This module imports nothing heavy, so a stage's dependencies (dvc.yaml) stay its
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -20,6 +21,10 @@ from ose.arch import PRESETS, Arch, ArchError, enumerate_space
 # Names the validation accepts; the modules that implement them assert they agree (tests).
 OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+SUPERGLUE_TASKS = ("boolq", "cb", "copa", "rte")  # SuperGLUE's RTE is GLUE's RTE: one task, `rte`
+BUILTIN_TASKS = tuple(dict.fromkeys(OWN_TASKS + GLUE_TASKS + SUPERGLUE_TASKS))  # = ose.tasks.TASK_NAMES
+USER_TASK_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # ose.tasks.METRICS for classification
+USER_TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a folder under data/tasks and a DVC foreach key
 CORPUS_NAMES = ("imdb", "rotten_tomatoes", "bbc", "wikipedia", "bible")
 THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field
 
@@ -60,10 +65,15 @@ class MaskedLMTraining(TrainConfig):
     """A masked-LM training run: the recipe, and how many held-out blocks to evaluate on."""
 
     eval_blocks: int = 256
+    mask_prob: float = 0.15  # training masking rate; held-out evaluation always masks 15% (BERT)
+    bf16: bool = False  # bf16 autocast of the training forward passes (teacher's too); fp32 weights
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks.positive(self, "eval_blocks")
+        checks.in_range("mask_prob", self.mask_prob, 0, 1, low_open=True, high_open=True)
+        if not isinstance(self.bf16, bool):
+            checks.fail("bf16", f"must be true or false, got {self.bf16!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,20 +86,70 @@ class Teacher(MaskedLMTraining):
     min_steps: ClassVar[int] = 0
 
 
+# The arms of stage `pretrain`: (initialisation, loss). `inherited_kd` goes beyond the paper.
+PRETRAIN_ARMS = {
+    "kd": ("random", "kd"),  # the paper's recipe: random init, knowledge distillation
+    "mlm": ("random", "mlm"),  # the control for "distillation helps": random init, masked-LM only
+    "inherited_kd": ("inherited", "kd"),  # extension: init sliced from the source, then KD
+    "inherited_mlm": ("inherited", "mlm"),  # its control: the same init, masked-LM only
+}
+INHERIT_LAYERS = ("bottom", "every_k")
+
+
+@dataclass(frozen=True)
+class Inheritance:
+    """How arm `inherited_kd` builds ξ from the source's weights (`pretrain.inherit`; `ose.inherit`).
+
+    layers: which D of the source's layers are kept, `bottom` (the first D) or `every_k` (every
+    `every`-th, null: ⌊source depth / D⌋); calibration_blocks: training blocks of the corpus on
+    which head, neuron and hidden-dimension importance is measured.
+    """
+
+    layers: str
+    every: int | None
+    calibration_blocks: int
+
+    def __post_init__(self) -> None:
+        if self.layers not in INHERIT_LAYERS:
+            checks.fail("layers", f"must be one of {list(INHERIT_LAYERS)}, got {self.layers!r}")
+        if self.every is not None:
+            if self.layers != "every_k":
+                checks.fail("every", "is only used with layers: every_k; set it to null")
+            checks.positive(self, "every")
+        checks.positive(self, "calibration_blocks")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pretrain(MaskedLMTraining):
-    """Stage `pretrain`: distillation pretraining of the extracted ξ, and an MLM-only baseline.
+    """Stage `pretrain`: the extracted ξ trained in several arms on one recipe (`PRETRAIN_ARMS`).
 
-    batch_size is the global batch, split over `nproc` processes (torchrun; on GPUs one per device).
+    Every arm trains the same ξ on the same data, steps, batches and masking (same seed); they
+    differ in initialisation and loss only. batch_size is the global batch, split over `nproc`
+    processes (torchrun; on GPUs one per device).
     """
 
     nproc: int = 1
+    arms: list[str] = dataclasses.field(default_factory=lambda: list(PRETRAIN_ARMS))
+    inherit: Inheritance = dataclasses.field(
+        default_factory=lambda: Inheritance(layers="bottom", every=None, calibration_blocks=64)
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
         checks.positive(self, "nproc")
         if self.batch_size % self.nproc:
             checks.fail("batch_size", f"must be divisible by nproc ({self.nproc}), got {self.batch_size}")
+        unknown = [a for a in self.arms if a not in PRETRAIN_ARMS]
+        if not self.arms or unknown or len(set(self.arms)) != len(self.arms):
+            checks.fail("arms", f"must be distinct names among {list(PRETRAIN_ARMS)}, got {self.arms}")
+        if "kd" not in self.arms:
+            checks.fail("arms", "must include 'kd' (the paper's arm: later stages read models/student)")
+
+    def recipe(self) -> MaskedLMTraining:
+        """The training recipe every arm shares (what a checkpoint's identity holds)."""
+        return MaskedLMTraining(
+            **{f.name: getattr(self, f.name) for f in dataclasses.fields(MaskedLMTraining)}
+        )
 
 
 @dataclass(frozen=True)
@@ -164,15 +224,82 @@ class Costs(LatencySettings):
 
 
 @dataclass(frozen=True)
+class UserTask:
+    """The user's own classification task (`data.files[k]`): a labelled CSV, TSV or JSONL file.
+
+    `text` names one column (single sentences) or two (sentence pairs); `label` the column of class
+    labels, strings or integers. `labels` fixes their order (id 0 first; default: sorted, numerically
+    when all are integers); a label outside it is an error. The data is either one file (`path`,
+    split by `split`, a column of train/dev/test per row, or else seeded and label-stratified with
+    `data.dev_fraction`/`data.test_fraction`) or one file per split (`train`, and optionally `dev`
+    and `test`; a missing one is carved from train). `metric` is the main metric (f1: of the second
+    label; accuracy is always reported too). Read by `ose.user_tasks`.
+    """
+
+    name: str
+    text: list[str]
+    label: str
+    path: str = ""
+    labels: list[str | int] = dataclasses.field(default_factory=list)
+    split: str = ""
+    train: str = ""
+    dev: str = ""
+    test: str = ""
+    metric: str = "accuracy"
+
+    optional_keys: ClassVar[tuple[str, ...]] = ("path", "labels", "split", "train", "dev", "test", "metric")
+
+    def __post_init__(self) -> None:
+        if not USER_TASK_NAME.fullmatch(self.name):
+            checks.fail("name", f"must match {USER_TASK_NAME.pattern} (a folder name), got {self.name!r}")
+        if self.name in BUILTIN_TASKS:
+            checks.fail(
+                "name", f"{self.name!r} clashes with a built-in task; built-in: {list(BUILTIN_TASKS)}"
+            )
+        if len(self.text) not in (1, 2) or len(set(self.text)) != len(self.text) or not all(self.text):
+            checks.fail("text", f"must name one text column or two distinct ones (a pair), got {self.text}")
+        if not self.label or self.label in self.text:
+            checks.fail(
+                "label", f"must name a column other than the text columns {self.text}, got {self.label!r}"
+            )
+        if bool(self.path) == bool(self.train):
+            checks.fail(
+                "path", "give either path (one file) or train (one file per split), not both or neither"
+            )
+        for key in ("dev", "test"):
+            if getattr(self, key) and not self.train:
+                checks.fail(key, "a per-split file needs train too (and no path)")
+        if self.split and (not self.path or self.split in (*self.text, self.label)):
+            checks.fail(
+                "split", f"must name a column of path other than {[*self.text, self.label]}, or be ''"
+            )
+        names = self.label_names
+        if names and (len(names) < 2 or len(set(names)) != len(names)):
+            checks.fail("labels", f"must be at least two distinct labels, or [] (sorted), got {self.labels}")
+        if self.metric not in USER_TASK_METRICS:
+            checks.fail("metric", f"unknown metric {self.metric!r}; allowed: {list(USER_TASK_METRICS)}")
+        if self.metric == "f1" and names and len(names) != 2:
+            checks.fail("metric", f"f1 is the positive class's F1, for two labels; labels has {len(names)}")
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """`labels` as strings (a YAML integer 1 and a file's "1" are the same label)."""
+        return tuple(str(label) for label in self.labels)
+
+
+@dataclass(frozen=True)
 class Data:
     """Stage `data`: seeded task splits and the pretraining corpus, packed into blocks."""
 
     tasks: list[str]  # our own tasks, from the packaged corpora
     glue_tasks: list[str]  # GLUE tasks; read from glue_dir when set, else from the hub (cached)
     glue_dir: str
+    superglue_tasks: list[str]  # SuperGLUE tasks; from superglue_dir (classic JSONL) or the hub
+    superglue_dir: str
+    files: list[UserTask]  # the user's own tasks
     dev_fraction: float
     test_fraction: float
-    max_examples: int | None  # per task, a stratified subsample; null: all
+    max_examples: int | None  # per task of `tasks`, a stratified subsample; null: all
     corpus_sources: list[str]
     corpus_heldout_fraction: float
     block_size: int
@@ -180,8 +307,19 @@ class Data:
     def __post_init__(self) -> None:
         checks.subset("tasks", self.tasks, OWN_TASKS)
         checks.subset("glue_tasks", self.glue_tasks, GLUE_TASKS)
-        if not self.tasks and not self.glue_tasks:
-            checks.fail("tasks", "name at least one task (here or in glue_tasks)")
+        checks.subset("superglue_tasks", self.superglue_tasks, SUPERGLUE_TASKS)
+        for k, task in enumerate(self.superglue_tasks):
+            if task in self.glue_tasks:
+                checks.fail(
+                    f"superglue_tasks[{k}]",
+                    f"{task!r} is also in glue_tasks; both would write data/tasks/{task}",
+                )
+        names = [f.name for f in self.files]
+        for k, name in enumerate(names):
+            if name in names[:k]:
+                checks.fail(f"files[{k}].name", f"{name!r} names two entries of files")
+        if not (self.tasks or self.glue_tasks or self.superglue_tasks or self.files):
+            checks.fail("tasks", "name at least one task (here, in glue_tasks, superglue_tasks or files)")
         checks.subset("corpus_sources", self.corpus_sources, CORPUS_NAMES)
         if not self.corpus_sources:
             checks.fail("corpus_sources", f"name at least one of {list(CORPUS_NAMES)}")
@@ -197,6 +335,10 @@ class Data:
         checks.in_range("block_size", self.block_size, 8, 512)
         if self.max_examples is not None and self.max_examples < 10:
             checks.fail("max_examples", f"must be null or at least 10, got {self.max_examples}")
+
+    def task_names(self) -> list[str]:
+        """Every task this stage writes (a folder `data/tasks/<name>` each), in the order it writes them."""
+        return [*self.tasks, *self.glue_tasks, *self.superglue_tasks, *(f.name for f in self.files)]
 
 
 @dataclass(frozen=True)
@@ -314,7 +456,7 @@ class FineTuneConfig:
     patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
     early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
     A fit trains on the whole frame it is given: sampling the train split is the caller's
-    (`sample_rows`, once per seed), so Agora's grown frames keep every point it added.
+    (`ose.finetune.balanced_sample`, once per seed), so Agora's grown frames keep every point it added.
     """
 
     epochs: int = 3
@@ -389,11 +531,20 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class FineTune:
-    """Stage `finetune` (one DVC stage per task): source vs student plain vs student with Agora."""
+    """Stage `finetune` (one DVC stage per task): per seed, the labeller S (the source fine-tuned on a
+    scarce, balanced train sample) and, per student, three paired arms: plain (Agora's round 1),
+    Agora, and the compute-matched control (points around random train points)."""
+
+    # pretrain's arms, by the student they save: kd models/student (the paper's recipe), mlm
+    # models/student_mlm_only, inherited_kd models/student_inherited (an extension)
+    STUDENTS: ClassVar[tuple[str, ...]] = ("kd", "mlm", "inherited_kd")
 
     tasks: list[str]
+    students: list[str]
+    task_students: dict[str, list[str]]  # a task's own students where they differ from `students`
     seeds: list[int]
-    max_train_examples: int | None  # a seeded sample of each task's train split; null: all
+    train_size: int | None  # a balanced seeded sample of each task's train split; null: all
+    dev_size: int | None  # a stratified seeded sample of the dev split; null: all
     max_len: int
     batch_size: int
     warmup_fraction: float
@@ -402,25 +553,40 @@ class FineTune:
     source_epochs: int
     eval_every: int  # student dev evaluations every this many steps (0: each epoch); best state kept
     thetas: list[FineTuneTheta]
+    tie_tolerance: float  # dev scores within this of the worst θ count as tied with it
     replay: int
     generator: GeneratorConfig
 
     def __post_init__(self) -> None:
         if not self.tasks:
             checks.fail("tasks", "name at least one task of data.tasks or data.glue_tasks")
+        if not self.students:
+            checks.fail("students", f"name at least one of {list(self.STUDENTS)}")
+        checks.subset("students", self.students, self.STUDENTS)
+        for task, students in self.task_students.items():  # an entry for a task not run is unused
+            if not students:
+                checks.fail(f"task_students.{task}", f"name at least one of {list(self.STUDENTS)}")
+            checks.subset(f"task_students.{task}", students, self.STUDENTS)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             checks.fail("seeds", f"must be distinct seeds, at least one, got {self.seeds}")
         for k, seed in enumerate(self.seeds):
             checks.seed(f"seeds[{k}]", seed)
-        if self.max_train_examples is not None and self.max_train_examples < 10:
-            checks.fail("max_train_examples", f"must be null or at least 10, got {self.max_train_examples}")
+        for name in ("train_size", "dev_size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 10):
+                checks.fail(name, f"must be null (the whole split) or an integer >= 10, got {value!r}")
         checks.in_range("max_len", self.max_len, 8, 512)
         checks.positive(self, "batch_size", "source_epochs")
         checks.non_negative(self, "eval_every", "replay")
         checks.in_range("warmup_fraction", self.warmup_fraction, 0, 1)
         checks.in_range("dropout", self.dropout, 0, 1, high_open=True)
         checks.in_range("source_lr", self.source_lr, 0, 1, low_open=True)
+        checks.in_range("tie_tolerance", self.tie_tolerance, 0, 1)
         checks.thetas("thetas", self.thetas)
+
+    def students_for(self, task: str) -> list[str]:
+        """The students fine-tuned on `task`: its `task_students` entry, else `students`."""
+        return list(self.task_students.get(task, self.students))
 
     def source_config(self) -> FineTuneConfig:
         """The labeller S: the source fine-tuned with one hyperparameter set."""
@@ -441,14 +607,21 @@ class FineTune:
 
 @dataclass(frozen=True)
 class Benchmark:
-    """Stage `benchmark`: CPU latency of the presets, the source and the student, in one run."""
+    """Stage `benchmark`: CPU latency of the presets, the source and the student, timed in interleaved
+    rounds (`ose.bench.benchmark_models`), speed-ups with bootstrap intervals over the rounds."""
+
+    # What the stage times besides the presets (the ONNX sessions only with `onnx`).
+    STAGE_MODELS: ClassVar[tuple[str, ...]] = ("source", "student", "student-onnx", "student-onnx-int8")
 
     presets: list[str]  # random-weight networks of these shapes (ose.arch.PRESETS)
     batch_sizes: list[int]
     seq_lens: list[int]
+    grid_models: list[str]  # timed at every (batch, seq) cell; the others at the smallest one only
     threads: int
-    warmup: int
-    repeats: int
+    warmup: int  # untimed calls per model and cell before the rounds
+    rounds: int  # interleaved rounds; the speed-up intervals resample them
+    repeats: int  # fewest calls per model, cell and round (the round keeps their median)
+    min_round_ms: float  # a fast model's block gets more calls, to last about this long
     onnx: bool  # also the student exported to ONNX Runtime, plain and int8
 
     def __post_init__(self) -> None:
@@ -457,5 +630,9 @@ class Benchmark:
         checks.positive_ints("seq_lens", self.seq_lens)
         for k, seq in enumerate(self.seq_lens):
             checks.in_range(f"seq_lens[{k}]", seq, 1, 512)
+        checks.subset("grid_models", self.grid_models, (*self.presets, *self.STAGE_MODELS))
         checks.positive(self, "threads", "repeats")
         checks.non_negative(self, "warmup")
+        if isinstance(self.rounds, bool) or not isinstance(self.rounds, int) or self.rounds < 2:
+            checks.fail("rounds", f"must be an integer >= 2 (an interval needs two), got {self.rounds!r}")
+        checks.in_range("min_round_ms", self.min_round_ms, 0, 60_000)

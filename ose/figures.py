@@ -358,64 +358,81 @@ def _comparison(row: dict) -> str:
     return f"{row['model']} vs {row['reference']}"
 
 
-def speedup_figure(speedup_rows: Sequence[dict], paper: dict[str, float]) -> Figure:
-    """Measured speed-ups (`ose.bench.speedups`) beside the paper's claims, one group per comparison.
+def speedup_figure(
+    speedup_rows: Sequence[dict], paper: dict[str, float], also: Sequence[str] = ("bort-released",)
+) -> Figure:
+    """The paper's speed claims across the measured grid: one panel per claim, compact.
 
-    A comparison is labelled "<model> vs <reference>"; `paper` maps such labels to the paper's
-    claimed speed-up (e.g. `ose.paper.SPEEDUPS`) and is drawn as a hatched grey bar labelled
-    "paper". Each measured (batch, seq) cell is one bar, with the interquartile spread as an error
-    bar when the rows carry it. A claim with no measurement of its own still gets its group, so
-    nothing the paper says is dropped silently.
+    `paper` maps "<model> vs <reference>" (e.g. `ose.paper.SPEEDUPS`) to the claimed speed-up.
+    In each panel: the claimed model's measured speed-up over the reference at every (batch, seq)
+    cell (`ose.bench.speedups` rows), with its 95% interval as error bars; the models of `also`
+    against the same reference, where measured, beside it; the paper's figure as a dashed line.
+    A claim with no measurement still gets its panel, saying so, so nothing the paper says is
+    dropped silently.
     """
-    measured = [r for r in speedup_rows if r["model"] != r["reference"]]
-    groups = list(dict.fromkeys([_comparison(r) for r in measured] + list(paper)))
-    if not groups:
-        raise ValueError("speedup_rows and paper are both empty: nothing to draw")
-    cells = sorted({(int(r["batch"]), int(r["seq"])) for r in measured})
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    slots = len(cells) + 1  # one bar per cell, then the paper's
-    width = 0.8 / slots
-    fig, ax = plt.subplots(figsize=(max(6.5, 1.4 * len(groups) * slots / 2 + 3), 4.8))
-    for k, cell in enumerate(cells):
-        xs, ys, low, high = [], [], [], []
-        for g, group in enumerate(groups):
-            for r in measured:
-                if _comparison(r) == group and (int(r["batch"]), int(r["seq"])) == cell:
-                    value = float(r["speedup"])
-                    xs.append(g - 0.4 + (k + 0.5) * width)
-                    ys.append(value)
-                    low.append(value - float(r.get("speedup_low", value)))
-                    high.append(float(r.get("speedup_high", value)) - value)
-        bars = ax.bar(
-            xs,
-            ys,
-            width,
-            color=colours[k % len(colours)],
-            alpha=0.85,
-            label=f"ours, batch {cell[0]} × seq {cell[1]}",
-            yerr=[low, high],
-            capsize=3,
+    if not paper:
+        raise ValueError("paper is empty: no claim to draw")
+    cells = sorted({(int(r["batch"]), int(r["seq"])) for r in speedup_rows})
+    position = {cell: k for k, cell in enumerate(cells)}
+    fig, axes = plt.subplots(1, len(paper), figsize=(4.3 * len(paper), 3.7), squeeze=False)
+    for ax, (label, claimed) in zip(axes[0], paper.items(), strict=True):
+        model, reference = label.split(" vs ")
+        series = [model] + [m for m in also if m != model]
+        width = 0.8 / len(series)
+        drawn = False
+        for k, name in enumerate(series):
+            mine = sorted(
+                (r for r in speedup_rows if (r["model"], r["reference"]) == (name, reference)),
+                key=lambda r: position[(int(r["batch"]), int(r["seq"]))],
+            )
+            if not mine:
+                continue
+            xs = [position[(int(r["batch"]), int(r["seq"]))] - 0.4 + (k + 0.5) * width for r in mine]
+            ys = np.array([float(r["speedup"]) for r in mine])
+            low = ys - np.array([float(r["ci_low"]) for r in mine])
+            high = np.array([float(r["ci_high"]) for r in mine]) - ys
+            ax.errorbar(
+                xs,
+                ys,
+                yerr=[low, high],
+                fmt="o" if k == 0 else "s",
+                ms=5,
+                capsize=4,
+                color=f"C{k}",
+                label=name,
+            )
+            for x, y, h in zip(xs, ys, high, strict=True):
+                ax.annotate(
+                    f"{y:.1f}×",
+                    (x, y + h),
+                    textcoords="offset points",
+                    xytext=(0, 3),
+                    ha="center",
+                    fontsize=7,
+                )
+            drawn = True
+        ax.axhline(claimed, color="black", ls="--", lw=1)
+        ax.annotate(
+            f"paper {claimed:g}×",
+            (1, claimed),
+            xycoords=("axes fraction", "data"),
+            xytext=(-3, 3),
+            textcoords="offset points",
+            ha="right",
+            fontsize=8,
         )
-        ax.bar_label(bars, labels=[f"{y:.1f}×" for y in ys], fontsize=7, padding=2)
-    claims = [(g, paper[group]) for g, group in enumerate(groups) if group in paper]
-    if claims:
-        xs = [g - 0.4 + (len(cells) + 0.5) * width for g, _ in claims]
-        ys = [float(v) for _, v in claims]
-        bars = ax.bar(
-            xs, ys, width, color="lightgrey", edgecolor="black", hatch="//", label="paper (claimed)"
-        )
-        ax.bar_label(bars, labels=[f"paper {y:g}×" for y in ys], fontsize=7, padding=2)
-    ax.axhline(1.0, color="grey", ls="--", lw=1, label="no speed-up")
-    ax.set_yscale("log")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda y, _: f"{y:g}×"))
-    ax.set_xticks(range(len(groups)), groups, rotation=15, ha="right")
-    ax.set(
-        ylabel="speed-up (reference latency / model latency)",
-        title="CPU speed-up, ours (measured in one run) vs the paper",
-    )
-    ax.margins(y=0.15)
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3, axis="y", which="both")
+        if not drawn:
+            ax.text(0.5, 0.5, "not measured", transform=ax.transAxes, ha="center", color="grey")
+        ax.set_xticks(range(len(cells)), [f"{b}×{s}" for b, s in cells])
+        ax.set_xlim(-0.6, max(len(cells), 1) - 0.4)
+        ax.set_ylim(0, max([claimed, *ax.get_ylim()]) * 1.12)
+        ax.set(xlabel="batch × sequence length", ylabel=f"speed-up over {reference}", title=label)
+        ax.grid(alpha=0.3, axis="y")
+        if drawn:
+            ax.legend(fontsize=7, loc="lower left")
+    threads = {int(r["threads"]) for r in speedup_rows if "threads" in r}
+    setting = f", {threads.pop()} threads" if len(threads) == 1 else ""
+    fig.suptitle(f"CPU speed-up with 95% bootstrap intervals over rounds{setting}", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -468,20 +485,51 @@ def latency_figure(rows: Sequence[dict]) -> Figure:
 
 
 def finetune_scores(result: dict) -> Figure:
-    """Test score of the source, the plain student and the student with Agora, one dot per seed."""
-    labels = {"source": "source", "student_plain": "student\n(plain)", "student_agora": "student\n(Agora)"}
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for x, key in enumerate(labels):
-        scores = result[key]["scores"]
-        ax.bar(x, result[key]["mean"], color=f"C{x}", alpha=0.45, yerr=result[key]["std"], capsize=6)
-        ax.scatter([x] * len(scores), scores, color=f"C{x}", zorder=3, s=22)
-    ax.set_xticks(range(len(labels)), list(labels.values()))
-    ax.set(
-        ylabel=f"test {result['metric']}",
-        title=f"{result['task']}: mean ± std over {len(result['source']['scores'])} seeds",
+    """Stage finetune's figure from its metrics (`ose.stages.finetune.Result` as a dict).
+
+    Left: test score per seed of S and of each student's arms (plain, agora, control), a seed's
+    arms joined by a line. Right: the paired differences Agora − plain and Agora − control in points
+    (×100), one dot per seed, the mean with its 95% t interval. At most 1,440 px wide at dpi 120.
+    """
+    students, seeds = result["students"], result["seeds"]
+    arms = ("plain", "agora", "control")
+    fig, (left, right) = plt.subplots(
+        1, 2, figsize=(min(12.0, 4.5 + 2.2 * len(students)), 4.4), gridspec_kw={"width_ratios": [3, 2]}
     )
-    low = min(min(result[k]["scores"]) for k in labels)
-    ax.set_ylim(max(0.0, low - 0.1), None)
-    ax.grid(axis="y", alpha=0.3)
+    positions, labels = [0.0], ["S\n(labeller)"]
+    left.scatter([0.0] * len(seeds), result["labeller"]["scores"], color="0.4", s=18, zorder=3)
+    for k, student in enumerate(students):
+        xs = [1.2 + 3.6 * k + j for j in range(len(arms))]
+        scores = np.array([result["arms"][student][arm]["scores"] for arm in arms])  # (arms, seeds)
+        for seed_scores in scores.T:
+            left.plot(xs, seed_scores, color="0.75", lw=0.8, zorder=1)
+        for j in range(len(arms)):
+            left.scatter([xs[j]] * len(seeds), scores[j], color=f"C{j}", s=18, zorder=3)
+            left.hlines(scores[j].mean(), xs[j] - 0.3, xs[j] + 0.3, color=f"C{j}", lw=2)
+        positions += xs
+        labels += list(arms)
+        left.text(xs[1], -0.13, student, transform=left.get_xaxis_transform(), ha="center", fontsize=9)
+    left.set_xticks(positions, labels, fontsize=8)
+    left.set(ylabel=f"test {result['metric']}", title=f"{result['task']}: {len(seeds)} paired seeds")
+    left.grid(axis="y", alpha=0.3)
+
+    ticks, names = [], []
+    for k, student in enumerate(students):
+        for j, (contrast, effect) in enumerate(result["effects"][student].items()):
+            a, b = contrast.split("_vs_")
+            y = k * (len(result["effects"][student]) + 1) + j
+            scores = result["arms"][student]
+            d = 100 * (np.array(scores[a]["scores"]) - np.array(scores[b]["scores"]))
+            right.scatter(d, [y] * len(d), color=f"C{j + 3}", s=14, alpha=0.6, zorder=2)
+            if effect["n"] > 1 and effect["ci_low"] is not None:
+                mean, low, high = (100 * effect[key] for key in ("mean", "ci_low", "ci_high"))
+                right.errorbar(mean, y, xerr=[[mean - low], [high - mean]], fmt="D", color="black", capsize=4)
+            ticks.append(y)
+            names.append(f"{student}: {a} − {b}")
+    right.set_yticks(ticks, names, fontsize=8)
+    right.invert_yaxis()
+    right.axvline(0, color="0.3", lw=1)
+    right.set(xlabel="paired difference (points)", title="mean and 95% CI; dots: seeds")
+    right.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     return fig

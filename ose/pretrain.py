@@ -1,9 +1,10 @@
 """Stage `pretrain`: knowledge-distillation pretraining of the extracted architecture.
 
-The student (the extracted ξ, freshly initialised, with the teacher's vocabulary) learns masked-LM
-on the corpus against the frozen teacher: at each step a batch of blocks is masked (15%, 80/10/10),
-both models see the same masked input, and the loss α·CE + β·T²·KL is taken at the masked positions
-only (`ose.distill.kd_loss`); teacher and student vocabulary projections are applied there only.
+The student (the extracted ξ with the teacher's vocabulary, freshly initialised or, for the
+`inherited` init, sliced from the teacher by `ose.inherit`) learns masked-LM on the corpus against
+the frozen teacher: at each step a batch of blocks is masked (`mask_prob`, 80/10/10), both models
+see the same masked input, and the loss α·CE + β·T²·KL is taken at the masked positions only
+(`ose.distill.kd_loss`); teacher and student vocabulary projections are applied there only.
 α = 1, β = 0 gives the MLM-only baseline with the same code path.
 
 One code path for one process and for several: `run(job)` in this process, or
@@ -22,15 +23,17 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from ose.arch import Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
-from ose.configs import Pretrain  # noqa: F401 (re-exported)
+from ose.configs import MaskedLMTraining, Pretrain  # noqa: F401 (re-exported)
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
 from ose.distributed import process_group, torchrun, worker_device
 from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
-from ose.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, mask_tokens, masked_logits
+from ose.inherit import inherit
+from ose.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, autocast, mask_tokens, masked_logits
 from ose.teacher import heldout_evaluator, save_pretrained
 from ose.training import train
 
@@ -47,22 +50,35 @@ class PretrainJob:
     corpus_dir: str
     out_dir: str  # the student, saved with `save_pretrained`, and history.json
     checkpoint_dir: str
-    config: dict  # Pretrain fields; batch_size is global, split over the ranks
+    config: dict  # MaskedLMTraining fields (`Pretrain.recipe()`); batch_size is global, split over the ranks
     seed: int
     weights: dict  # KDWeights fields; alpha=1, beta=0 is the MLM-only baseline
     threads: int = 0  # 0: leave torch's default
+    init: str = "random"  # or "inherited": ξ sliced from the teacher (`ose.inherit`)
+    inherit: dict | None = None  # Inheritance fields, for init "inherited"
 
     @property
     def uses_teacher(self) -> bool:
-        return self.weights["beta"] > 0
+        return self.weights["beta"] > 0 or self.init == "inherited"
 
 
 def kd_step_loss(
-    blocks, batch_size, tokenizer, vocab_size, teacher, weights: KDWeights, rank: int = 0, world: int = 1
+    blocks,
+    batch_size,
+    tokenizer,
+    vocab_size,
+    teacher,
+    weights: KDWeights,
+    rank: int = 0,
+    world: int = 1,
+    mask_prob: float = 0.15,
+    bf16: bool = False,
 ):
     """loss_fn for `ose.training.train`: this rank's slice of a seeded global batch, masked once.
 
-    The global batch and its masking are drawn from the step's generator, the same on every rank.
+    The global batch and its masking (`mask_prob`) are drawn from the step's generator, the same on
+    every rank; the forward passes run under bf16 autocast when `bf16` (`ose.mlm.autocast`).
+    With `weights.beta == 0` the teacher is not run (MLM only).
     """
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
@@ -70,14 +86,17 @@ def kd_step_loss(
 
     def loss_fn(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(len(blocks), (batch_size,), generator=generator)
-        inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
+        inputs, labels = mask_tokens(
+            blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator, mask_prob
+        )
         inputs, labels = inputs[rank::world], labels[rank::world]  # (B / world, L)
-        student_logits = model(inputs, labels)  # (N, V)
-        targets = labels[labels != IGNORE].to(student_logits.device)
-        if teacher is None:
-            return torch.nn.functional.cross_entropy(student_logits, targets)
-        with torch.no_grad():
-            teacher_logits = masked_logits(teacher, inputs, labels)  # (N, V)
+        with autocast(model, bf16):
+            student_logits = model(inputs, labels).float()  # (N, V)
+            targets = labels[labels != IGNORE].to(student_logits.device)
+            if teacher is None or weights.beta == 0:
+                return torch.nn.functional.cross_entropy(student_logits, targets)
+            with torch.no_grad():
+                teacher_logits = masked_logits(teacher, inputs, labels).float()  # (N, V)
         return kd_loss(student_logits, teacher_logits, targets, weights)
 
     return loss_fn
@@ -87,7 +106,7 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     """Train the student of `job`; rank 0 saves it and its history. Returns the history."""
     if job.threads:
         torch.set_num_threads(job.threads)
-    config = Pretrain(**job.config)
+    config = MaskedLMTraining(**job.config)
     weights = KDWeights(**job.weights)
     tokenizer = AutoTokenizer.from_pretrained(job.teacher_dir)
     teacher = AutoModelForMaskedLM.from_pretrained(job.teacher_dir).eval() if job.uses_teacher else None
@@ -95,7 +114,7 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         teacher.requires_grad_(False)
     blocks, _ = load_blocks(job.corpus_dir)
     embedding = Embedding(**job.embedding)
-    student = build_model(Arch.parse(job.arch), embedding, head="mlm", seed=job.seed)
+    student = initial_student(job, teacher, blocks["train"], embedding)
     device = worker_device()
     student.to(device)
     if teacher is not None:
@@ -107,9 +126,20 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         blocks["heldout"][: config.eval_blocks], tokenizer, EVAL_BATCH_SIZE, job.seed
     )
     loss_fn = kd_step_loss(
-        blocks["train"], config.batch_size, tokenizer, embedding.vocab_size, teacher, weights, rank, world
+        blocks["train"],
+        config.batch_size,
+        tokenizer,
+        embedding.vocab_size,
+        teacher,
+        weights,
+        rank,
+        world,
+        config.mask_prob,
+        config.bf16,
     )
     run_key = {
+        "init": job.init,
+        "inherit": job.inherit,
         "blocks": tensor_digest(blocks["train"]),
         "world": world,
         "weights": job.weights,
@@ -133,6 +163,31 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         save_pretrained(student.cpu(), tokenizer, job.out_dir)
         write_history(history, job)
     return history
+
+
+def calibration_rows(n_blocks: int, n: int, seed: int) -> torch.Tensor:
+    """Which training blocks measure importance for inheritance: `n` of them, seeded (sorted)."""
+    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
+    return order[: min(n, n_blocks)].sort().values
+
+
+def initial_student(job: PretrainJob, teacher, train_blocks: torch.Tensor, embedding: Embedding) -> nn.Module:
+    """The student before training: random init (seeded), or sliced from the teacher (`ose.inherit`)."""
+    arch = Arch.parse(job.arch)
+    if job.init == "random":
+        return build_model(arch, embedding, head="mlm", seed=job.seed)
+    if job.init != "inherited":
+        raise ValueError(f"init must be 'random' or 'inherited', got {job.init!r}")
+    settings = job.inherit or {}
+    rows = calibration_rows(len(train_blocks), settings.get("calibration_blocks", 64), job.seed)
+    student = inherit(
+        teacher,
+        arch,
+        train_blocks[rows],
+        layers=settings.get("layers", "bottom"),
+        every=settings.get("every"),
+    )
+    return student.train()
 
 
 def write_history(history: list[dict], job: PretrainJob) -> None:
@@ -179,8 +234,13 @@ def check_loads(directory: str | Path) -> Arch:
     from ose.arch import from_bert_config
 
     AutoTokenizer.from_pretrained(directory)
-    encoder = AutoModel.from_pretrained(directory)
-    masked_lm = AutoModelForMaskedLM.from_pretrained(directory)
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # AutoModel reports the MLM head it skips and the pooler it adds
+    try:
+        encoder = AutoModel.from_pretrained(directory)
+        masked_lm = AutoModelForMaskedLM.from_pretrained(directory)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     arch, _ = from_bert_config(masked_lm.config)
     if from_bert_config(encoder.config)[0] != arch:
         raise ValueError(f"{directory}: AutoModel and AutoModelForMaskedLM disagree on the architecture")

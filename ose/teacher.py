@@ -20,12 +20,13 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
+from transformers.utils import logging as hf_logging
 
 from ose.arch import Arch, from_bert_config
-from ose.configs import Source, Teacher  # noqa: F401 (re-exported)
+from ose.configs import MaskedLMTraining, Source, Teacher  # noqa: F401 (re-exported)
 from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
-from ose.mlm import evaluate_mlm, mask_tokens, mlm_loss
-from ose.training import LossFn, TrainConfig, train
+from ose.mlm import autocast, evaluate_mlm, mask_tokens, mlm_loss
+from ose.training import LossFn, train
 
 
 class SourceUnavailable(RuntimeError):
@@ -90,12 +91,47 @@ def resolve_source(spec: str) -> str:
     )
 
 
+HEAD_PREFIXES = ("cls.", "lm_head.")  # masked-LM heads of BERT- and RoBERTa-style models
+
+
+def _quietly_from_pretrained(where: str):
+    """`AutoModelForMaskedLM.from_pretrained` with its loading report: transformers' own report is
+    silenced (it prints the absolute path and long tables); `check_loading` states what matters."""
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        return AutoModelForMaskedLM.from_pretrained(where, output_loading_info=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def check_loading(spec: str, info: dict) -> str:
+    """One line on what loading left out; encoder weights missing from the checkpoint are an error.
+
+    Only the masked-LM head may be missing (a sentence-embedding checkpoint has none: it is
+    initialised, then trained by `adapt`); unexpected keys (a pooler) are ignored.
+    """
+    missing = sorted(info["missing_keys"])
+    encoder = [k for k in missing if not k.startswith(HEAD_PREFIXES)]
+    if encoder:
+        raise ValueError(
+            f"source.model {spec!r}: the checkpoint lacks encoder weights {encoder[:4]}"
+            f"{' …' if len(encoder) > 4 else ''}; is it a BERT- or RoBERTa-style masked LM?"
+        )
+    if missing:
+        return (
+            f"source {spec}: no masked-LM head in the checkpoint ({len(missing)} tensors initialised afresh)"
+        )
+    return f"source {spec}: loaded with its masked-LM head"
+
+
 def load_masked_lm(spec: str) -> tuple[nn.Module, object]:
     """(AutoModelForMaskedLM, tokenizer) of a source spec; a missing masked-LM head is initialised."""
     where = resolve_source(spec)
     try:
         tokenizer = AutoTokenizer.from_pretrained(where)
-        model = AutoModelForMaskedLM.from_pretrained(where)
+        model, info = _quietly_from_pretrained(where)
+        print(check_loading(spec, info))
     except OSError as exc:
         if Path(where).exists():
             raise
@@ -118,17 +154,28 @@ def special_ids(tokenizer) -> list[int]:
     return sorted(set(tokenizer.all_special_ids))
 
 
-def mlm_batch_loss(blocks: torch.Tensor, batch_size: int, tokenizer, vocab_size: int) -> LossFn:
+def mlm_batch_loss(
+    blocks: torch.Tensor,
+    batch_size: int,
+    tokenizer,
+    vocab_size: int,
+    mask_prob: float = 0.15,
+    bf16: bool = False,
+) -> LossFn:
     """loss_fn for `ose.training.train`: a random batch of blocks, masked, scored on masked tokens.
 
-    The batch and its masking are drawn from the step's generator (the step index is not needed).
+    The batch and its masking (`mask_prob` of the tokens) are drawn from the step's generator (the
+    step index is not needed); the forward runs under bf16 autocast when `bf16`.
     """
     specials = special_ids(tokenizer)
 
     def loss_fn(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(len(blocks), (batch_size,), generator=generator)
-        inputs, labels = mask_tokens(blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator)
-        return mlm_loss(model, inputs, labels)
+        inputs, labels = mask_tokens(
+            blocks[rows], tokenizer.mask_token_id, vocab_size, specials, generator, mask_prob
+        )
+        with autocast(model, bf16):
+            return mlm_loss(model, inputs, labels)
 
     return loss_fn
 
@@ -137,14 +184,16 @@ def adapt(
     model: nn.Module,
     tokenizer,
     blocks: torch.Tensor,
-    config: TrainConfig,
+    config: MaskedLMTraining,
     seed: int,
     checkpoint_dir: str | Path | None = None,
     evaluate: Callable[[nn.Module], dict] | None = None,
     progress: bool = True,
 ) -> list[dict]:
     """Masked-LM training of the whole source model (encoder and head) on packed blocks."""
-    loss_fn = mlm_batch_loss(blocks, config.batch_size, tokenizer, model.config.vocab_size)
+    loss_fn = mlm_batch_loss(
+        blocks, config.batch_size, tokenizer, model.config.vocab_size, config.mask_prob, config.bf16
+    )
     run_key = {
         "blocks": tensor_digest(blocks),
         "start": state_digest(model),  # the source's weights and the fresh head's

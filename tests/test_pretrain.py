@@ -11,11 +11,20 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer
+from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
-from ose.data import save_blocks
-from ose.pretrain import HISTORY, PretrainJob, check_loads, final_evaluation, kd_step_loss, launch, write_job
+from ose.data import load_blocks, save_blocks
+from ose.pretrain import (
+    HISTORY,
+    PretrainJob,
+    check_loads,
+    final_evaluation,
+    initial_student,
+    kd_step_loss,
+    launch,
+    write_job,
+)
 from ose.teacher import save_pretrained
 from ose.training import CHECKPOINT
 
@@ -34,7 +43,7 @@ def workdir(tmp_path_factory, minilm_path):
     return root
 
 
-def make_job(root, name, steps=6, beta=0.5):
+def make_job(root, name, steps=6, beta=0.5, init="random"):
     return PretrainJob(
         arch="D1-A3-H15-I7",
         embedding=asdict(EMB),
@@ -54,6 +63,8 @@ def make_job(root, name, steps=6, beta=0.5):
         seed=5,
         weights={"alpha": 0.1, "beta": beta, "temperature": 2.0},
         threads=1,
+        init=init,
+        inherit={"layers": "bottom", "every": None, "calibration_blocks": 5} if init == "inherited" else None,
     )
 
 
@@ -135,18 +146,19 @@ def test_batch_must_split_over_processes():
 
 
 @pytest.mark.slow
-def test_killed_run_resumes_to_the_same_student(workdir):
-    straight = make_job(workdir, "straight", steps=40)
+@pytest.mark.parametrize("init", ["random", "inherited"])
+def test_killed_run_resumes_to_the_same_student(workdir, init):
+    straight = make_job(workdir, f"straight-{init}", steps=40, init=init)
     launch(straight, progress=False)
 
-    killed = make_job(workdir, "killed", steps=40)
-    job_path = write_job(killed, workdir / "killed.json")
+    killed = make_job(workdir, f"killed-{init}", steps=40, init=init)
+    job_path = write_job(killed, workdir / f"killed-{init}.json")
     process = subprocess.Popen(
         [sys.executable, "-m", "ose.pretrain", str(job_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    checkpoint = workdir / "killed" / "checkpoints" / CHECKPOINT
+    checkpoint = workdir / f"killed-{init}" / "checkpoints" / CHECKPOINT
     deadline = time.monotonic() + 120
     while not checkpoint.exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.005)
@@ -154,12 +166,37 @@ def test_killed_run_resumes_to_the_same_student(workdir):
     process.wait()
     step = torch.load(checkpoint, weights_only=False)["step"]
     assert step < 40, "the run must have been interrupted"
-    assert not (workdir / "killed" / "student").exists()
+    assert not (workdir / f"killed-{init}" / "student").exists()
     launch(killed, progress=False)  # resumes from the checkpoint
     a, b = weights(straight), weights(killed)
     assert a.keys() == b.keys()
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=0, msg=key)
+
+
+def test_inherited_arm_starts_from_the_teacher_and_saves_a_loadable_student(workdir):
+    """The inherited init is the teacher's slice (not the random init), deterministic, and trains."""
+    teacher = AutoModelForMaskedLM.from_pretrained(workdir / "teacher")
+    job = make_job(workdir, "inherited", init="inherited")
+    train_blocks = load_blocks(job.corpus_dir)[0]["train"]
+    first = initial_student(job, teacher, train_blocks, EMB)
+    again = initial_student(job, teacher, train_blocks, EMB)
+    random_init = initial_student(make_job(workdir, "random"), teacher, train_blocks, EMB)
+    word = "bert.embeddings.word_embeddings.weight"
+    torch.testing.assert_close(first.state_dict()[word], again.state_dict()[word], rtol=0, atol=0)
+    assert not torch.equal(first.state_dict()[word], random_init.state_dict()[word])
+    # the word embedding's columns are a subset of the teacher's columns (one set of H dimensions)
+    teacher_columns = {tuple(col.tolist()) for col in teacher.state_dict()[word][:50].T}
+    assert all(tuple(col.tolist()) in teacher_columns for col in first.state_dict()[word][:50].T)
+    history = launch(job, progress=False)
+    assert [h["step"] for h in history if "masked_acc" in h] == [3, 6]
+    assert check_loads(job.out_dir) == Arch.parse(job.arch)
+
+
+def test_unknown_init_is_refused(workdir):
+    job = make_job(workdir, "bad", init="pruned")
+    with pytest.raises(ValueError, match="init must be 'random' or 'inherited'"):
+        initial_student(job, None, torch.zeros(3, 4, dtype=torch.long), EMB)
 
 
 @pytest.mark.slow

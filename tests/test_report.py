@@ -6,21 +6,40 @@ from ose.results import write_table
 from ose.stages import finetune, torus
 
 
-def _finetune(task: str, profile: str, scores: list[float], mean: float, std: float) -> finetune.Result:
-    models = {
-        m: {"scores": scores, "mean": mean, "std": std} for m in ("source", "student_plain", "student_agora")
-    }
+def _finetune(task: str, profile: str, plain: list[float], gain: float) -> finetune.Result:
+    """A finetune result: Agora adds `gain` over plain on every seed; the control adds nothing."""
+    from ose.stats import paired_effect
+
+    agora = [x + gain for x in plain]
+
+    def summary(scores: list[float]) -> dict:
+        return {"scores": scores, "mean": sum(scores) / len(scores), "std": 0.0}
+
     return finetune.Result(
         profile=profile,
         task=task,
         metric="accuracy",
-        **models,
-        train_size=100,
-        test_size=20,
-        points_added_per_seed={},
-        agora_rounds_per_seed={},
-        thetas=[],
-        machine={},
+        train_size=200,
+        dev_size=300,
+        test_size=852,
+        seeds=list(range(len(plain))),
+        students=["inherited_kd"],
+        labeller=summary([0.8] * len(plain)),
+        arms={"inherited_kd": {"plain": summary(plain), "agora": summary(agora), "control": summary(plain)}},
+        effects={
+            "inherited_kd": {
+                "agora_vs_plain": paired_effect(agora, plain).as_dict(),
+                "agora_vs_control": paired_effect(agora, plain).as_dict(),
+            }
+        },
+        best_round={"inherited_kd": {"agora": [2] * len(plain), "control": [1] * len(plain)}},
+        points_added={"inherited_kd": {"agora": [10] * len(plain), "control": [10] * len(plain)}},
+        anchor_agreement={"inherited_kd": {"agora": 0.6, "control": 0.9}},
+        collapsed_rounds={"inherited_kd": 0},
+        thetas=[{"name": "lr-1e-3", "lr": 1e-3, "epochs": 3}],
+        tie_tolerance=0.0,
+        replay=0,
+        generator={"k": 10, "fraction": 0.15, "n_new": 1},
     )
 
 
@@ -54,18 +73,20 @@ def test_report_renders_from_metrics(tmp_path):
         labeller_calls=2,
         rounds=3,
     ).write(metrics / "agora_torus.json")
-    _finetune("imdb", "default", [0.7, 0.8], 0.75, 0.0707).write(metrics / "finetune" / "imdb.json")
-    _finetune("rte", "paper", [0.6, 0.62], 0.61, 0.0141).write(metrics / "finetune" / "rte.json")
+    plain = [0.70, 0.71, 0.69, 0.72, 0.70, 0.68, 0.73]
+    _finetune("imdb", "default", plain, 0.02).write(metrics / "finetune" / "imdb.json")
+    _finetune("rte", "paper", plain, 0.0).write(metrics / "finetune" / "rte.json")
     text = render(metrics, tables, "smoke")
     assert "Profile **smoke**" in text
     assert "The paper's figures match the **bort-paper** shape" in text
     assert "0.500 without Agora, 0.900 with it (17 points added)" in text
     assert "*(stage `extract` has not run)*" in text and "*(stage `benchmark` has not run)*" in text
     assert paper.NLU in text and paper.SIZE in text
-    # a GLUE task's row carries the paper's score beside ours, and names the profile that produced it
-    assert "| rte | paper | accuracy | 0.6100 ± 0.0141 |" in text
-    assert "| 2 | 82.7 (accuracy) |" in text
-    assert "| imdb | default | accuracy | 0.7500 ± 0.0707 |" in text
+    # each task's Agora part: its verdict line follows from the paired, Holm-corrected numbers
+    assert "### imdb" in text and "### rte" in text
+    assert "Agora helps" in text and "Agora − plain +2.0 points" in text and "n = 7 seeds" in text
+    # a GLUE task names the paper's score for it
+    assert "Paper's GLUE test scores for these tasks (0-100): rte 82.7 (accuracy)" in text
     # the paper's per-task reference table, every GLUE task with Bort's and BERT-large's score
     for task, (metric, bort, large) in paper.GLUE.items():
         assert f"| GLUE | {task} | {metric} | {bort} | {large} |" in text
@@ -104,3 +125,79 @@ def test_why_the_smallest_architecture_is_explained_with_numbers(tmp_path):
     text = _why_smallest(m, tmp_path)
     assert "2.000–2.100" in text and "5.0% spread" in text and "0.58–0.99" in text
     assert _why_smallest(Result(**{**values, "position": 2, "geometry": geometry}), tmp_path) == ""
+
+
+def _pretrain_result(kd: float, mlm: float, inherited: float):
+    from ose.stages import pretrain
+
+    def arm(name: str, acc: float) -> dict:
+        return {"arm": name, "masked_acc": acc, "mlm_ce": 5.0, "fraction_of_teacher_acc": acc / 0.3} | {
+            "steps": 7,
+            "seconds": 2.0,
+        }
+
+    arms = {"kd": arm("kd", kd), "mlm": arm("mlm", mlm), "inherited_kd": arm("inherited_kd", inherited)}
+    return pretrain.Result(
+        profile="smoke",
+        arch="D1-A3-H15-I7",
+        params=1,
+        steps=7,
+        arms=arms,
+        teacher_heldout_mlm_ce=4.0,
+        teacher_heldout_masked_acc=0.3,
+        nproc=1,
+        kd_weights={},
+        mask_prob=0.15,
+        bf16=False,
+        inherit={},
+        distillation_helps=pretrain.distillation_verdicts(arms),
+        seconds=1.0,
+        machine={},
+    )
+
+
+def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
+    from ose.report import VERDICTS, Metrics, claims
+
+    rows = claims(Metrics(), tmp_path)  # nothing has run
+    assert len(rows) == 8 and {r["verdict"] for r in rows} == {"not testable here"}
+    assert any("20" in r["claim"] for r in rows) and any("7.9" in r["claim"] for r in rows)
+    helps = claims(Metrics(pretrain=_pretrain_result(0.12, 0.09, 0.2)), tmp_path)
+    kd_row = next(r for r in helps if "knowledge distillation" in r["claim"])
+    assert kd_row["verdict"] == "reproduced at reduced scale"
+    assert "KD 0.120 vs MLM-only 0.090" in kd_row["here"] and "extension" in kd_row["here"]
+    hurts = claims(Metrics(pretrain=_pretrain_result(0.08, 0.09, 0.2)), tmp_path)
+    assert next(r for r in hurts if "knowledge distillation" in r["claim"])["verdict"] == "not reproduced"
+    assert all(r["verdict"] in VERDICTS for r in helps + hurts)
+
+
+def test_pretraining_section_states_the_kd_verdict_and_the_inherited_fraction():
+    from ose.report import pretraining_section
+    from ose.stages import teacher
+
+    t = teacher.Result(
+        profile="smoke",
+        source="s",
+        arch="D2-A4-H16-I23",
+        steps=5,
+        masked_acc_before=0.01,
+        masked_acc_after=0.3,
+        mlm_ce_before=9.0,
+        mlm_ce_after=4.0,
+        heldout_masked_tokens=10,
+        train_seconds=3.0,
+        tokens_per_second=1.0,
+        machine={},
+    )
+    text = pretraining_section(t, _pretrain_result(0.12, 0.09, 0.2))
+    assert "from random init, distillation **helps**" in text
+    assert "reaches **67%** of the teacher's" in text
+
+
+def test_report_reads_only_the_tasks_it_is_given(tmp_path):
+    """The metrics of a task dropped from params (written by older code) do not break the report."""
+    metrics = tmp_path / "metrics"
+    _finetune("imdb", "default", [0.7, 0.71, 0.69], 0.01).write(metrics / "finetune" / "imdb.json")
+    (metrics / "finetune" / "bbc.json").write_text('{"old": "format"}')
+    assert list(read_metrics(metrics, ["imdb"]).finetune) == ["imdb"]
+    assert "### imdb" in render(metrics, tmp_path / "tables", "default", ["imdb"])

@@ -1,7 +1,7 @@
 """Stages costs, data, teacher, extract and pretrain: their metrics contract and pure helpers."""
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict, fields, replace
 
 import pandas as pd
 import pytest
@@ -34,9 +34,9 @@ KEYS = {
     + ["predicted_latency_ms", "latency_vs_source", "smaller_and_faster_than_source", "pareto_front_size"]
     + ["chosen_on_pareto_front"]
     + MACHINE,
-    pretrain: ["profile", "arch", "params", "steps", "heldout_mlm_ce", "heldout_masked_acc"]
-    + ["teacher_heldout_mlm_ce", "teacher_heldout_masked_acc", "tokens_per_second", "seconds", "nproc"]
-    + ["kd_weights", "mlm_only_heldout_mlm_ce", "mlm_only_heldout_masked_acc", "distillation_helps"]
+    pretrain: ["profile", "arch", "params", "steps", "arms", "teacher_heldout_mlm_ce"]
+    + ["teacher_heldout_masked_acc", "nproc", "kd_weights", "mask_prob", "bf16", "inherit"]
+    + ["distillation_helps", "seconds"]
     + MACHINE,
 }
 STAGES = list(KEYS)
@@ -195,18 +195,41 @@ def test_pretrain_jobs(tmp_path):
         corpus_dir=tmp_path / "c",
         student_dir=tmp_path / "s",
         baseline_dir=tmp_path / "b",
+        inherited_dir=tmp_path / "i",
+        inherited_mlm_dir=tmp_path / "j",
         checkpoint_dir=tmp_path / "k",
     )
     jobs = pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, paths)
-    assert list(jobs) == ["distilled", "MLM only"]
-    distilled, baseline = jobs.values()
-    assert distilled.weights == asdict(params.distill) and distilled.uses_teacher
-    assert baseline.weights == {"alpha": 1.0, "beta": 0.0, "temperature": 1.0} and not baseline.uses_teacher
-    assert (distilled.out_dir, baseline.out_dir) == (str(tmp_path / "s"), str(tmp_path / "b"))
-    assert baseline.checkpoint_dir == str(tmp_path / "k" / "MLM_only")
+    assert list(jobs) == params.pretrain.arms == ["kd", "mlm", "inherited_kd", "inherited_mlm"]
+    kd, mlm, inherited, inherited_mlm = jobs.values()
+    assert inherited_mlm.init == "inherited" and inherited_mlm.weights == mlm.weights
+    assert inherited_mlm.uses_teacher  # its init is sliced from the teacher
+    assert kd.weights == inherited.weights == asdict(params.distill) and kd.uses_teacher
+    assert mlm.weights == {"alpha": 1.0, "beta": 0.0, "temperature": 1.0} and not mlm.uses_teacher
+    assert (kd.init, mlm.init, inherited.init) == ("random", "random", "inherited")
+    assert inherited.inherit == asdict(params.pretrain.inherit) and kd.inherit is None
+    assert [j.out_dir for j in jobs.values()] == [str(tmp_path / d) for d in ("s", "b", "i", "j")]
+    assert mlm.checkpoint_dir == str(tmp_path / "k" / "mlm")
     for job in jobs.values():
-        assert job.config == asdict(params.pretrain) and job.seed == params.seed
-        assert job.embedding == asdict(BERT_EMBEDDING)
+        assert job.config == asdict(params.pretrain.recipe()) and job.seed == params.seed
+        assert "arms" not in job.config and job.embedding == asdict(BERT_EMBEDDING)
+
+
+def test_pretrain_jobs_follow_the_arms_param(tmp_path):
+    params = from_dict(render_profile("smoke"))
+    params = replace(params, pretrain=replace(params.pretrain, arms=["inherited_kd", "kd"]))
+    assert list(pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, pretrain.Paths())) == [
+        "inherited_kd",
+        "kd",
+    ]
+
+
+def test_distillation_verdict_per_init_needs_both_arms():
+    arms = {"kd": {"masked_acc": 0.2}, "mlm": {"masked_acc": 0.1}, "inherited_kd": {"masked_acc": 0.3}}
+    assert pretrain.distillation_verdicts(arms) == {"random": True}
+    arms["inherited_mlm"] = {"masked_acc": 0.31}
+    assert pretrain.distillation_verdicts(arms) == {"random": True, "inherited": False}
+    assert pretrain.distillation_verdicts({"kd": {"masked_acc": 0.2}}) == {}
 
 
 def test_mlm_only_weights():

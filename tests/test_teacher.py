@@ -6,6 +6,7 @@ import torch
 from transformers import AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
+from ose.configs import MaskedLMTraining
 from ose.teacher import (
     SourceUnavailable,
     adapt,
@@ -15,7 +16,6 @@ from ose.teacher import (
     resolve_source,
     save_pretrained,
 )
-from ose.training import TrainConfig
 
 
 def test_package_source_resolves_to_the_installed_weights():
@@ -67,7 +67,7 @@ def test_adapting_the_source_improves_held_out_masked_lm(minilm_path):
         model,
         tokenizer,
         blocks[4:],
-        TrainConfig(steps=8, lr=1e-3, warmup_steps=1, batch_size=4),
+        MaskedLMTraining(steps=8, lr=1e-3, warmup_steps=1, batch_size=4),
         0,
         evaluate=evaluate,
         progress=False,
@@ -115,3 +115,23 @@ def test_hub_id_must_be_in_the_cache_offline(tmp_path, monkeypatch):
     assert resolve_source("org/tiny") == "org/tiny"
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # online: downloaded on use
     assert resolve_source("org/other") == "org/other"
+
+
+def test_loading_report_names_a_missing_head_and_refuses_missing_encoder_weights():
+    from ose.teacher import check_loading
+
+    head = {"missing_keys": ["cls.predictions.bias", "cls.predictions.transform.dense.weight"]}
+    assert "no masked-LM head" in check_loading(
+        "package:x", {**head, "unexpected_keys": ["pooler.dense.bias"]}
+    )
+    assert "with its masked-LM head" in check_loading("package:x", {"missing_keys": []})
+    broken = {"missing_keys": ["bert.encoder.layer.0.attention.self.query.weight", "cls.predictions.bias"]}
+    with pytest.raises(ValueError, match=r"source.model 'package:x': the checkpoint lacks encoder weights"):
+        check_loading("package:x", broken)
+
+
+def test_source_loads_without_transformers_loading_report(minilm_path, capfd):
+    load_masked_lm(str(minilm_path))
+    captured = capfd.readouterr()
+    assert "LOAD REPORT" not in captured.out + captured.err
+    assert "no masked-LM head in the checkpoint" in captured.out

@@ -1,8 +1,11 @@
-"""Stage `pretrain`: the extracted ξ pretrained by knowledge distillation, and an MLM-only baseline.
+"""Stage `pretrain`: the extracted ξ pretrained in arms that differ only in initialisation and loss.
 
-Both runs train the same ξ on the same budget (`params.pretrain`), resumably and over
-`pretrain.nproc` processes (`ose.pretrain.launch`); the baseline uses the masked-LM loss alone
-(`ose.distill.MLM_ONLY`). The teacher is scored on the same held-out blocks for reference.
+`pretrain.arms` (`ose.configs.PRETRAIN_ARMS`): `kd`, random init + knowledge distillation (the
+paper's recipe); `mlm`, random init + masked-LM only (the control for "distillation helps");
+`inherited_kd`, ξ sliced from the teacher's weights (`ose.inherit`) + KD, an extension beyond the
+paper. All train the same ξ on the same data, steps, batches and masking (same seed), resumably and
+over `pretrain.nproc` processes (`ose.pretrain.launch`), and are saved with `save_pretrained`. The
+teacher is scored on the same held-out blocks (one fixed masking) for reference.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from ose import figures
+from ose.configs import PRETRAIN_ARMS
 from ose.data import load_blocks
 from ose.distill import MLM_ONLY
 from ose.extract import load_teacher, read_extracted
@@ -21,11 +25,17 @@ from ose.mlm import EVAL_BATCH_SIZE
 from ose.params import Params
 from ose.paths import resolve
 from ose.pretrain import PretrainJob, check_loads, final_evaluation, launch
-from ose.results import StageResult
+from ose.results import StageResult, markdown_table, write_table
 from ose.teacher import heldout_evaluator
 from ose.training import tokens_per_second
 
-DISTILLED, MLM = "distilled", "MLM only"  # the two runs, as labelled in the figure
+# How each arm is labelled in tables and figures; `inherited_kd` is marked as beyond the paper.
+LABELS = {
+    "kd": "random init + KD (paper)",
+    "mlm": "random init + MLM only",
+    "inherited_kd": "inherited init + KD (extension)",
+    "inherited_mlm": "inherited init + MLM only (extension)",
+}
 
 
 @dataclass(frozen=True)
@@ -33,50 +43,67 @@ class Paths:
     teacher_dir: str | Path = "models/teacher"
     corpus_dir: str | Path = "data/corpus"
     extracted_dir: str | Path = "models/extracted"
-    student_dir: str | Path = "models/student"
-    baseline_dir: str | Path = "models/student_mlm_only"
+    student_dir: str | Path = "models/student"  # arm kd, which later stages read
+    baseline_dir: str | Path = "models/student_mlm_only"  # arm mlm
+    inherited_dir: str | Path = "models/student_inherited"  # arm inherited_kd
+    inherited_mlm_dir: str | Path = "models/student_inherited_mlm_only"  # arm inherited_mlm
     checkpoint_dir: str | Path = "models/pretrain_checkpoints"
     metrics_file: str | Path = "reports/metrics/pretrain.json"
+    tables_dir: str | Path = "reports/tables"
     figures_dir: str | Path = "reports/figures"
+
+    def arm_dir(self, arm: str) -> Path:
+        folders = {
+            "kd": self.student_dir,
+            "mlm": self.baseline_dir,
+            "inherited_kd": self.inherited_dir,
+            "inherited_mlm": self.inherited_mlm_dir,
+        }
+        return resolve(folders[arm])
 
 
 @dataclass(frozen=True)
 class Result(StageResult):
+    """reports/metrics/pretrain.json. `arms[arm]`: held-out masked_acc, mlm_ce, steps, train seconds,
+    tokens per second, init, loss, and the fraction of the teacher's masked-token accuracy."""
+
     profile: str
     arch: str
     params: int
     steps: int
-    heldout_mlm_ce: float
-    heldout_masked_acc: float
+    arms: dict[str, dict]
     teacher_heldout_mlm_ce: float
     teacher_heldout_masked_acc: float
-    tokens_per_second: float | None  # of the distilled run
-    seconds: float  # wall-clock training time of the distilled run
     nproc: int
     kd_weights: dict
-    mlm_only_heldout_mlm_ce: float
-    mlm_only_heldout_masked_acc: float
-    distillation_helps: bool  # the distilled student's held-out accuracy beats the baseline's
+    mask_prob: float
+    bf16: bool
+    inherit: dict
+    distillation_helps: dict[str, bool]  # per init: KD beats MLM-only (random init only when both ran)
+    seconds: float  # wall-clock training time of all arms
     machine: dict
 
 
 def jobs(params: Params, arch: str, embedding, paths: Paths) -> dict[str, PretrainJob]:
-    """The distilled run and the MLM-only baseline, by label: same ξ, recipe and seed."""
-    runs = {DISTILLED: (paths.student_dir, params.distill), MLM: (paths.baseline_dir, MLM_ONLY)}
-    return {
-        label: PretrainJob(
+    """One job per arm of `pretrain.arms`: same ξ, recipe, data and seed; init and loss differ."""
+    cfg = params.pretrain
+    result = {}
+    for arm in cfg.arms:
+        init, loss = PRETRAIN_ARMS[arm]
+        result[arm] = PretrainJob(
             arch=arch,
             embedding=asdict(embedding),
             teacher_dir=str(resolve(paths.teacher_dir)),
             corpus_dir=str(resolve(paths.corpus_dir)),
-            out_dir=str(resolve(out_dir)),
-            checkpoint_dir=str(resolve(paths.checkpoint_dir) / label.replace(" ", "_")),
-            config=asdict(params.pretrain),
+            out_dir=str(paths.arm_dir(arm)),
+            checkpoint_dir=str(resolve(paths.checkpoint_dir) / arm),
+            config=asdict(cfg.recipe()),
             seed=params.seed,
-            weights=asdict(weights),
+            weights=asdict(params.distill if loss == "kd" else MLM_ONLY),
+            init=init,
+            inherit=asdict(cfg.inherit) if init == "inherited" else None,
         )
-        for label, (out_dir, weights) in runs.items()
-    }
+    return result
 
 
 def train_seconds(history: list[dict]) -> float:
@@ -84,10 +111,40 @@ def train_seconds(history: list[dict]) -> float:
     return [h for h in history if "loss" in h][-1]["seconds"]
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
-    """Train both students, check the saved student loads, write the figure and the metrics.
+def arm_row(arm: str, history: list[dict], teacher_acc: float, tokens_per_step: int) -> dict:
+    """One arm's final held-out scores, its cost, and its accuracy as a fraction of the teacher's."""
+    final = final_evaluation(history)
+    init, loss = PRETRAIN_ARMS[arm]
+    return {
+        "arm": arm,
+        "label": LABELS[arm],
+        "init": init,
+        "loss": loss,
+        "masked_acc": final["masked_acc"],
+        "mlm_ce": final["mlm_ce"],
+        "fraction_of_teacher_acc": final["masked_acc"] / teacher_acc,
+        "steps": final["step"],
+        "seconds": train_seconds(history),
+        "tokens_per_second": tokens_per_second(history, tokens_per_step),
+    }
 
-    Returns the metrics and what the notebook shows: the figure's path and the teacher's held-out scores.
+
+def distillation_verdicts(arms: dict[str, dict]) -> dict[str, bool]:
+    """Does KD beat MLM-only at equal budget, per init? kd vs mlm (random init) and inherited_kd vs
+    inherited_mlm (inherited init), on held-out masked-token accuracy; an init whose two arms did
+    not both run has no verdict."""
+    pairs = {"random": ("kd", "mlm"), "inherited": ("inherited_kd", "inherited_mlm")}
+    return {
+        init: arms[kd]["masked_acc"] > arms[mlm]["masked_acc"]
+        for init, (kd, mlm) in pairs.items()
+        if kd in arms and mlm in arms
+    }
+
+
+def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+    """Train every arm, check the saved students load as ξ, write the table, the figure, the metrics.
+
+    Returns the metrics and what the notebook shows: the figure's path and the arms' table (markdown).
     """
     cfg = params.pretrain
     arch, extracted = read_extracted(resolve(paths.extracted_dir))
@@ -96,43 +153,72 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     block_size = blocks["train"].shape[1]
     print(
         f"profile {params.profile!r}: student {arch.name} ({extracted['params']['total']:,} parameters) "
-        f"from teacher {teacher_arch.name}; {cfg.steps} steps of {cfg.batch_size} × {block_size} tokens, "
-        f"{cfg.nproc} process(es)"
+        f"from teacher {teacher_arch.name}; arms {cfg.arms}; {cfg.steps} steps of "
+        f"{cfg.batch_size} × {block_size} tokens each, {cfg.mask_prob:.0%} masked, "
+        f"{'bf16 autocast' if cfg.bf16 else 'fp32'}, {cfg.nproc} process(es)"
     )
-    histories = {}
-    for label, job in jobs(params, arch.name, embedding, paths).items():
-        histories[label] = launch(job, nproc=cfg.nproc, progress=progress)
-        print(label, final_evaluation(histories[label]))
-
     heldout = blocks["heldout"][: cfg.eval_blocks]
     teacher_heldout = heldout_evaluator(heldout, tokenizer, EVAL_BATCH_SIZE, params.seed)(teacher)
-    print("teacher", teacher_heldout)
-    loaded = check_loads(resolve(paths.student_dir))
-    if loaded != arch:
-        raise RuntimeError(f"the saved student loads as {loaded.name}, not the extracted {arch.name}")
+    print(f"teacher: held-out masked-token accuracy {teacher_heldout['masked_acc']:.4f}")
+    del teacher
+    histories, rows = {}, {}
+    for arm, job in jobs(params, arch.name, embedding, paths).items():
+        histories[arm] = launch(job, nproc=cfg.nproc, progress=progress)
+        rows[arm] = arm_row(arm, histories[arm], teacher_heldout["masked_acc"], cfg.batch_size * block_size)
+        print(
+            f"{LABELS[arm]}: held-out masked-token accuracy {rows[arm]['masked_acc']:.4f} "
+            f"({rows[arm]['fraction_of_teacher_acc']:.0%} of the teacher's), {rows[arm]['seconds']:.0f} s"
+        )
+        loaded = check_loads(paths.arm_dir(arm))
+        if loaded != arch:
+            raise RuntimeError(f"arm {arm} loads as {loaded.name}, not the extracted {arch.name}")
+
+    table_rows = [
+        {
+            "model": f"teacher {teacher_arch.name}",
+            "masked_acc": teacher_heldout["masked_acc"],
+            "mlm_ce": teacher_heldout["mlm_ce"],
+            "fraction_of_teacher_acc": 1.0,
+            "steps": "",  # the teacher stage's own
+            "seconds": "",
+        },
+        *(
+            {
+                "model": f"{arch.name}, {row['label']}",
+                **{
+                    k: row[k] for k in ("masked_acc", "mlm_ce", "fraction_of_teacher_acc", "steps", "seconds")
+                },
+            }
+            for row in rows.values()
+        ),
+    ]
+    write_table(
+        resolve(paths.tables_dir) / "pretrain_arms",
+        table_rows,
+        title="Held-out masked-LM scores of the pretraining arms (one fixed masking)",
+        digits=4,
+    )
     figure = resolve(paths.figures_dir) / "pretrain_curves.png"
-    fig = figures.pretraining_curves(histories, teacher_heldout)
+    fig = figures.pretraining_curves({LABELS[a]: h for a, h in histories.items()}, teacher_heldout)
     figures.save(fig, figure)
     plt.close(fig)
 
-    distilled, baseline = final_evaluation(histories[DISTILLED]), final_evaluation(histories[MLM])
     result = Result(
         profile=params.profile,
         arch=arch.name,
         params=extracted["params"]["total"],
         steps=cfg.steps,
-        heldout_mlm_ce=distilled["mlm_ce"],
-        heldout_masked_acc=distilled["masked_acc"],
+        arms=rows,
         teacher_heldout_mlm_ce=teacher_heldout["mlm_ce"],
         teacher_heldout_masked_acc=teacher_heldout["masked_acc"],
-        tokens_per_second=tokens_per_second(histories[DISTILLED], cfg.batch_size * block_size),
-        seconds=train_seconds(histories[DISTILLED]),
         nproc=cfg.nproc,
         kd_weights=asdict(params.distill),
-        mlm_only_heldout_mlm_ce=baseline["mlm_ce"],
-        mlm_only_heldout_masked_acc=baseline["masked_acc"],
-        distillation_helps=distilled["masked_acc"] > baseline["masked_acc"],
+        mask_prob=cfg.mask_prob,
+        bf16=cfg.bf16,
+        inherit=asdict(cfg.inherit),
+        distillation_helps=distillation_verdicts(rows),
+        seconds=sum(row["seconds"] for row in rows.values()),
         machine=machine_info(),
     )
     result.write(resolve(paths.metrics_file))
-    return result, {"pretrain_curves.png": figure}
+    return result, {"pretrain_curves.png": figure, "arms": markdown_table(table_rows, digits=4)}

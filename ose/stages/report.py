@@ -38,6 +38,9 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     Returns the result and what the notebook shows: the report's Markdown (`report`).
     """
     metrics_dir, tables_dir = resolve(paths.metrics_dir), resolve(paths.tables_dir)
-    text = render(metrics_dir, tables_dir, params.profile)
+    tasks = params.finetune.tasks
+    text = render(metrics_dir, tables_dir, params.profile, tasks)
     write_text_atomic(resolve(paths.report_file), text)
-    return Result(profile=params.profile, stages_not_run=not_run(metrics_dir, tables_dir)), {"report": text}
+    return Result(profile=params.profile, stages_not_run=not_run(metrics_dir, tables_dir, tasks)), {
+        "report": text
+    }
