@@ -170,3 +170,19 @@ def test_a_stage_rendered_by_scripts_stage_reads_as_a_report(tmp_path):
         assert absolute not in text, f"{absolute} appears in the rendered notebook"
     (times,) = [t for t in timing.stage_times(since, repo) if t.stage == "agora_torus"]
     assert times.status == timing.RAN and 0 < times.seconds < 600
+
+
+def _png_size(path: Path) -> tuple[int, int]:
+    """(width, height) from a PNG's IHDR chunk."""
+    header = path.read_bytes()[:24]
+    if header[:8] != b"\x89PNG\r\n\x1a\n":
+        raise ValueError(f"{path} is not a PNG")
+    return int.from_bytes(header[16:20], "big"), int.from_bytes(header[20:24], "big")
+
+
+@pytest.mark.parametrize(
+    "figure", sorted((paths.ROOT / "reports" / "figures").glob("*.png")), ids=lambda p: p.name
+)
+def test_committed_figures_are_readable_at_page_width(figure):
+    width, _ = _png_size(figure)
+    assert width <= 2400, f"{figure.name} is {width} px wide"
