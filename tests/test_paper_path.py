@@ -23,6 +23,7 @@ from ose import data
 from ose.agora import NearestNeighbourSubstitution, input_embeddings
 from ose.arch import Arch, Embedding
 from ose.comparison import ARMS, compare_on_task
+from ose.configs import MaskedLMTraining
 from ose.distill import KDWeights, fixed_sample, surrogate_error
 from ose.extract import load_teacher
 from ose.finetune import FineTuneConfig, encode_frame, fine_tune, load_encoder
@@ -30,7 +31,6 @@ from ose.glue import read_glue_task
 from ose.mlm import IGNORE, mask_tokens
 from ose.pretrain import PretrainJob, check_loads, final_evaluation, launch
 from ose.teacher import adapt, check_architecture, heldout_evaluator, load_masked_lm, special_ids
-from ose.training import TrainConfig
 
 GLUE = Path(__file__).parent / "fixtures" / "glue"
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
@@ -141,7 +141,9 @@ def test_teacher_loads_as_roberta_and_adapts(roberta_dir, blocks):
     before = evaluate(model)
     assert before["masked_tokens"] > 0 and math.isfinite(before["mlm_ce"])
     assert before["mlm_ce"] == pytest.approx(math.log(len(tokenizer)), rel=0.2)  # untrained
-    config = TrainConfig(steps=3, lr=1e-3, warmup_steps=0, batch_size=4, eval_every=0, checkpoint_every=0)
+    config = MaskedLMTraining(
+        steps=3, lr=1e-3, warmup_steps=0, batch_size=4, eval_every=0, checkpoint_every=0
+    )
     history = adapt(model, tokenizer, blocks["train"], config, 0, None, None, progress=False)
     losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
