@@ -23,7 +23,6 @@ must learn that symmetry from the data (COPA's correct answers are balanced betw
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +35,7 @@ from ose.configs import SUPERGLUE_TASKS
 from ose.corpus import check_name
 from ose.glue import HubDatasetUnavailable, load_hub_dataset, unavailable_reason
 from ose.tasks import TaskData, make_task_data, split_off_dev, task_spec
+from ose.user_tasks import jsonl_objects
 
 SUPERGLUE_HUB_ID = "aps/super_glue"
 COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}
@@ -109,18 +109,7 @@ def read_jsonl_records(path: str | Path) -> list[dict]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
-    records = []
-    # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}): {line[:80]!r}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}")
-        records.append(record)
+    records = [record for _, record in jsonl_objects(path.read_text(encoding="utf-8-sig"), path)]
     if not records:
         raise ValueError(f"{path}: empty file, expected one JSON object per line")
     return records

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -77,9 +77,9 @@ def read_table(path: Path, where: str, key: str = "path") -> pd.DataFrame:
     return frame
 
 
-def _read_jsonl(path: Path, text: str, where: str) -> pd.DataFrame:
-    """A JSON-lines file as a frame of strings indexed by line number; JSON null stays missing."""
-    records, lines = [], []
+def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-empty line of a JSON-lines text; a line that is not a
+    JSON object raises ValueError naming `path:line`."""
     # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -87,11 +87,21 @@ def _read_jsonl(path: Path, text: str, where: str) -> pd.DataFrame:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise UserTaskError(f"{where}: {path}:{number}: not valid JSON ({error.msg})") from None
+            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}): {line[:80]!r}") from None
         if not isinstance(record, dict):
-            raise UserTaskError(f"{where}: {path}:{number}: not a JSON object: {line[:80]!r}")
-        records.append({k: None if v is None else str(v) for k, v in record.items()})
-        lines.append(number)
+            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}")
+        yield number, record
+
+
+def _read_jsonl(path: Path, text: str, where: str) -> pd.DataFrame:
+    """A JSON-lines file as a frame of strings indexed by line number; JSON null stays missing."""
+    records, lines = [], []
+    try:
+        for number, record in jsonl_objects(text, path):
+            records.append({k: None if v is None else str(v) for k, v in record.items()})
+            lines.append(number)
+    except ValueError as error:
+        raise UserTaskError(f"{where}: {error}") from None
     return pd.DataFrame(records, index=pd.Index(lines, name="line"))
 
 
