@@ -481,7 +481,8 @@ class NearestNeighbourSubstitution:
 
     def perturb(self, text: str, rng: np.random.Generator) -> tuple[str, list[tuple[int, int, int]]]:
         """`text` with some tokens replaced, and the replacements (token position, old id, new id)."""
-        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        # offsets only, of the whole text: no "longer than the maximum length" warning
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
         ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
         limit = len(ids) if self.max_tokens is None else min(len(ids), self.max_tokens)
         candidates = [p for p in range(limit) if ids[p] not in self.blocked and offsets[p][1] > offsets[p][0]]

@@ -43,9 +43,11 @@ from ose.agora import NearestNeighbourSubstitution, agora
 from ose.configs import FineTune  # noqa: F401 (re-exported)
 from ose.finetune import (
     Classifier,
+    Encoded,
     FineTuneConfig,
     balanced_sample,
-    evaluate,
+    encode_frame,
+    evaluate_encoded,
     fine_tune,
     load_encoder,
     make_fit,
@@ -114,9 +116,21 @@ class MemoFit:
         return self.fitted[key]
 
 
-def _scores(model, tokenizer, task: TaskData, test: pd.DataFrame, config: FineTuneConfig) -> dict:
-    scores = evaluate(model, tokenizer, task.name, test, config.max_len, config.eval_batch_size)
-    return {"score": scores[task.main_metric], **{f"test_{k}": v for k, v in scores.items()}}
+class ScoredTest:
+    """The test split, tokenised once per `max_len`: every model is scored without re-tokenising."""
+
+    def __init__(self, task: TaskData, frame: pd.DataFrame, tokenizer):
+        self.task, self.frame, self.tokenizer = task, frame, tokenizer
+        self.labels = frame["label"].to_numpy()
+        self.encoded: dict[int, Encoded] = {}
+
+    def score(self, model, config: FineTuneConfig) -> dict:
+        """{"score": the main metric, "test_<metric>": every metric}."""
+        if config.max_len not in self.encoded:
+            self.encoded[config.max_len] = encode_frame(self.tokenizer, self.frame, config.max_len)
+        encoded = self.encoded[config.max_len]
+        scores = evaluate_encoded(model, self.task.name, encoded, self.labels, config.eval_batch_size)
+        return {"score": scores[self.task.main_metric], **{f"test_{k}": v for k, v in scores.items()}}
 
 
 def _examples(added: pd.DataFrame) -> list[dict]:
@@ -127,7 +141,7 @@ def _examples(added: pd.DataFrame) -> list[dict]:
 
 def student_arms(
     sample: TaskData,
-    test: pd.DataFrame,
+    test: ScoredTest,
     tokenizer,
     student: nn.Module,
     labeller: Callable[[pd.DataFrame], np.ndarray],
@@ -144,12 +158,15 @@ def student_arms(
     """
     fit = MemoFit(make_fit(student, tokenizer, sample, config))
     predict = make_predict(tokenizer, config.max_len, config.eval_batch_size)
-    tested: dict[int, tuple[Any, float]] = {}  # id(model) → (model, test score): each model once
+    tested: dict[int, tuple[Any, dict]] = {}  # id(model) → (model, test scores): each model once
+
+    def scores(model) -> dict:
+        if id(model) not in tested:
+            tested[id(model)] = (model, test.score(model, config))
+        return tested[id(model)][1]
 
     def observe(model) -> dict:
-        if id(model) not in tested:
-            tested[id(model)] = (model, _scores(model, tokenizer, sample, test, config)["score"])
-        return {"test_score": tested[id(model)][1]}
+        return {"test_score": scores(model)["score"]}
 
     def run(**arm_options):
         return agora(
@@ -184,7 +201,7 @@ def student_arms(
     record = {"arms": {}, "rounds": [], "examples": []}
     for arm, (model, dev_score, theta, best_round, added) in arms.items():
         record["arms"][arm] = {
-            **_scores(model, tokenizer, sample, test, config),
+            **scores(model),
             "dev_score": dev_score,
             "theta": theta["name"],
             "best_round": best_round,
@@ -280,6 +297,7 @@ def compare_on_task(
     }
     digests = _digests(task, tokenizer, source, encoders, generator, settings)
     cache = None if cache_dir is None else Path(cache_dir)
+    test = ScoredTest(task, task.test, tokenizer)
     records = []
     bar = progress_bar(
         total=len(seeds) * len(encoders), desc=f"{task.name}: seeds × students", disable=not progress
@@ -295,7 +313,7 @@ def compare_on_task(
                 source, tokenizer, sample, config=source_config, seed=seed, progress=False
             )
             labeller = {
-                **_scores(labeller_model, tokenizer, sample, task.test, source_config),
+                **test.score(labeller_model, source_config),
                 "dev_score": labeller_log["best_score"],
             }
             label = make_labeller(
@@ -308,7 +326,7 @@ def compare_on_task(
                 started = time.perf_counter()
                 arms = student_arms(
                     sample,
-                    task.test,
+                    test,
                     tokenizer,
                     encoder,
                     label,

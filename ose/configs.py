@@ -470,8 +470,11 @@ class FineTuneConfig:
     patience: int = 0
     eval_every: int = 0
     eval_batch_size: int = 64
+    bf16: bool = False  # bf16 autocast of the classifier's forward passes (fp32 weights and AdamW)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.bf16, bool):
+            raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
         positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
         for name in positive:
             value = getattr(self, name)
@@ -556,6 +559,7 @@ class FineTune:
     tie_tolerance: float  # dev scores within this of the worst θ count as tied with it
     replay: int
     generator: GeneratorConfig
+    bf16: bool = False  # bf16 autocast of every fit and prediction (S's and the students')
 
     def __post_init__(self) -> None:
         if not self.tasks:
@@ -583,6 +587,8 @@ class FineTune:
         checks.in_range("source_lr", self.source_lr, 0, 1, low_open=True)
         checks.in_range("tie_tolerance", self.tie_tolerance, 0, 1)
         checks.thetas("thetas", self.thetas)
+        if not isinstance(self.bf16, bool):
+            checks.fail("bf16", f"must be true or false, got {self.bf16!r}")
 
     def students_for(self, task: str) -> list[str]:
         """The students fine-tuned on `task`: its `task_students` entry, else `students`."""
@@ -602,6 +608,7 @@ class FineTune:
             "warmup_fraction": self.warmup_fraction,
             "dropout": self.dropout,
             "max_len": self.max_len,
+            "bf16": self.bf16,
         }
 
 

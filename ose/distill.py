@@ -11,7 +11,9 @@ logits at the masked positions are computed once (`fixed_sample`) and shared by 
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -130,8 +132,12 @@ def surrogate_error(
     warmup_steps: int,
     weights: KDWeights,
     seed: int,
+    eval_steps: Sequence[int] = (),
 ) -> dict:
     """ê(ξ): held-out distillation loss of a freshly initialised ξ after `steps` steps on B.
+
+    With `eval_steps` (a long reference run of the surrogate check), "losses" holds the held-out
+    loss at each of those steps and the last ({step: loss}).
 
     It trains with the project's one loop (`ose.training.train`) and pretraining's recipe: AdamW
     without weight decay on biases and LayerNorm (decay 0.01 elsewhere), linear warm-up and decay,
@@ -142,10 +148,17 @@ def surrogate_error(
     """
     start = time.perf_counter()
     model, history = distill_on_sample(
-        arch, embedding, train, heldout, steps, lr, warmup_steps, weights, seed
+        arch, embedding, train, heldout, steps, lr, warmup_steps, weights, seed, eval_steps
     )
     error = heldout_kd_loss(model, heldout, weights)
-    return {"error": error, "train_loss": history[-1]["loss"], "seconds": time.perf_counter() - start}
+    result = {
+        "error": error,
+        "train_loss": [h for h in history if "loss" in h][-1]["loss"],
+        "seconds": time.perf_counter() - start,
+    }
+    if eval_steps:
+        result["losses"] = {h["step"]: h["kd_loss"] for h in history if "kd_loss" in h}
+    return result
 
 
 def distill_on_sample(
@@ -158,12 +171,13 @@ def distill_on_sample(
     warmup_steps: int,
     weights: KDWeights,
     seed: int,
-    eval_every: int = 0,
+    eval_steps: Sequence[int] = (),
 ) -> tuple[nn.Module, list[dict]]:
     """A freshly initialised ξ distilled for `steps` steps on B (step t: batch t mod |B|).
 
-    With `eval_every`, the history also holds the held-out distillation loss (`kd_loss`) every
-    `eval_every` steps and at the end: the surrogate check's ê_s at several s, in one run.
+    With `eval_steps`, the history also holds the held-out distillation loss (`kd_loss`) at each
+    of those steps and at the end: the surrogate check's ê_s at several s, in one run. The model is
+    evaluated there only (evaluation draws no random numbers, so it changes no training step).
     """
     device = train.inputs.device
     if heldout.inputs.device != device:
@@ -177,22 +191,27 @@ def distill_on_sample(
         weight_decay=0.01,
         max_grad_norm=1.0,
         checkpoint_every=0,
-        eval_every=eval_every,
+        eval_every=math.gcd(*eval_steps, steps) if eval_steps else 0,
     )
+    wanted = {*eval_steps, steps}
+    calls = 0
 
     def loss_fn(model: nn.Module, step: int, _: torch.Generator) -> torch.Tensor:
         inputs, labels, teacher_logits, targets = train.batch(step % len(train))
         return kd_loss(masked_logits(model, inputs, labels), teacher_logits, targets, weights)
 
-    def evaluate(model: nn.Module) -> dict:
-        return {"kd_loss": heldout_kd_loss(model, heldout, weights)}
+    def evaluate(model: nn.Module) -> dict:  # called every `eval_every` steps and at the end
+        nonlocal calls
+        calls += 1
+        step = min(calls * config.eval_every, steps)
+        return {"kd_loss": heldout_kd_loss(model, heldout, weights)} if step in wanted else {}
 
     history = train_loop(
         model,
         loss_fn,
         config,
         seed,
-        evaluate=evaluate if eval_every else None,
+        evaluate=evaluate if eval_steps else None,
         progress=False,
         desc=f"ê({arch.name})",
     )

@@ -33,6 +33,8 @@ from torch import nn
 
 from ose.arch import NoTokenTypes
 from ose.configs import THETA_NAME, FineTuneConfig, FineTuneTheta  # noqa: F401 (re-exported)
+from ose.loading import quietly
+from ose.mlm import autocast
 from ose.tasks import PAIR, SINGLE, TaskData, score
 from ose.training import KeepBest, TrainConfig, train
 
@@ -50,7 +52,8 @@ def load_encoder(encoder: str | Path | nn.Module) -> nn.Module:
     if isinstance(encoder, str | Path):
         from transformers import AutoModel
 
-        model = AutoModel.from_pretrained(encoder, add_pooling_layer=False)
+        with quietly():  # its load report lists the unused pooler / MLM head
+            model = AutoModel.from_pretrained(encoder, add_pooling_layer=False)
     else:
         model = copy.deepcopy(getattr(encoder, "base_model", encoder))
     if getattr(model, "pooler", None) is not None:
@@ -66,7 +69,8 @@ class Classifier(nn.Module):
     """encoder → first-token state → dropout → dense(H→H) + tanh → dropout → linear(H→num_labels).
 
     The encoder's pooler is not used (Bort's head is its own; see the module docstring). For
-    regression `num_labels` is 1 and the single output is the prediction.
+    regression `num_labels` is 1 and the single output is the prediction. With `bf16` the forward
+    pass runs under bf16 autocast (`ose.mlm.autocast`) and returns fp32 outputs.
     """
 
     def __init__(
@@ -76,8 +80,10 @@ class Classifier(nn.Module):
         dropout: float = 0.1,
         generator: torch.Generator | None = None,
         is_regression: bool = False,
+        bf16: bool = False,
     ) -> None:
         super().__init__()
+        self.bf16 = bf16
         if is_regression and num_labels != 1:
             raise ValueError(f"a regression head has one output, got num_labels={num_labels}")
         hidden = encoder.config.hidden_size
@@ -98,11 +104,12 @@ class Classifier(nn.Module):
         attention_mask: torch.Tensor | None = None,
         token_type_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        states = self.encoder(
-            input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-        ).last_hidden_state  # (B, L, H)
-        first = self.dropout(states[:, 0])  # (B, H)
-        return self.out(self.dropout(torch.tanh(self.dense(first))))  # (B, num_labels)
+        with autocast(self, self.bf16):
+            states = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
+            ).last_hidden_state  # (B, L, H)
+            first = self.dropout(states[:, 0])  # (B, H)
+            return self.out(self.dropout(torch.tanh(self.dense(first)))).float()  # (B, num_labels)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_regression:
@@ -217,7 +224,15 @@ def evaluate(
     batch_size: int = 64,
 ) -> dict[str, float]:
     """Every metric of the task (`ose.tasks.score`) on the labelled rows of `frame`."""
-    return score(task_name, predict(model, tokenizer, frame, max_len, batch_size), frame["label"].to_numpy())
+    encoded = encode_frame(tokenizer, frame, max_len)
+    return evaluate_encoded(model, task_name, encoded, frame["label"].to_numpy(), batch_size)
+
+
+def evaluate_encoded(
+    model: Classifier, task_name: str, encoded: Encoded, labels: np.ndarray, batch_size: int = 64
+) -> dict[str, float]:
+    """`evaluate` on rows tokenised once (`encode_frame`), for a split scored many times."""
+    return score(task_name, _decisions(model, predict_encoded(model, encoded, batch_size)), labels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -325,7 +340,7 @@ def fine_tune(
 def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, device):
     generator = torch.Generator().manual_seed(seed)  # the head's initialisation, then the batch order
     model = Classifier(
-        load_encoder(encoder), task.num_labels, config.dropout, generator, task.is_regression
+        load_encoder(encoder), task.num_labels, config.dropout, generator, task.is_regression, config.bf16
     ).to(device)
     train_data = encode_frame(tokenizer, train_frame, config.max_len)
     dev_data = encode_frame(tokenizer, task.dev, config.max_len)

@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from ose.arch import Arch, Embedding, build_model
 from ose.atomic import write_text_atomic
@@ -31,9 +30,10 @@ from ose.configs import MaskedLMTraining, Pretrain  # noqa: F401 (re-exported)
 from ose.data import load_blocks
 from ose.distill import KDWeights, kd_loss
 from ose.distributed import process_group, torchrun, worker_device
-from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
+from ose.fingerprint import mapping_digest, state_digest, tensor_digest, tokenizer_digest
 from ose.inherit import inherit
-from ose.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, autocast, mask_tokens, masked_logits
+from ose.loading import quietly
+from ose.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, autocast, mask_tokens, mlm_parts
 from ose.teacher import heldout_evaluator, save_pretrained
 from ose.training import train
 
@@ -62,6 +62,35 @@ class PretrainJob:
         return self.weights["beta"] > 0 or self.init == "inherited"
 
 
+class TeacherStates:
+    """The teacher's encoder outputs at the masked positions of each step, kept for the next KD arm.
+
+    Arms of one stage see the same batches and maskings (same seed, same generator per step), so the
+    teacher's encoder, most of a KD step's time, need run once per step for all of them. The states
+    are kept in this process's memory as the teacher computed them (same dtype and values), so an arm
+    that reads them gets bit-identical losses to one that computes them. `key` names the teacher and
+    the batches (teacher digest, blocks, seed, batch size, masking, bf16, rank, world); a new key
+    forgets the old states. An interrupted run simply recomputes them.
+    """
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.states: dict[int, torch.Tensor] = {}
+        self.hits = 0
+
+    def get(self, key: str, step: int, compute) -> torch.Tensor:
+        if key != self.key:
+            self.key, self.states, self.hits = key, {}, 0
+        if step in self.states:
+            self.hits += 1
+            return self.states[step]
+        self.states[step] = compute()
+        return self.states[step]
+
+
+TEACHER_STATES = TeacherStates()  # shared by the KD arms run in this process
+
+
 def kd_step_loss(
     blocks,
     batch_size,
@@ -73,16 +102,22 @@ def kd_step_loss(
     world: int = 1,
     mask_prob: float = 0.15,
     bf16: bool = False,
+    teacher_key: str | None = None,
 ):
     """loss_fn for `ose.training.train`: this rank's slice of a seeded global batch, masked once.
 
     The global batch and its masking (`mask_prob`) are drawn from the step's generator, the same on
     every rank; the forward passes run under bf16 autocast when `bf16` (`ose.mlm.autocast`).
-    With `weights.beta == 0` the teacher is not run (MLM only).
+    With `weights.beta == 0` the teacher is not run (MLM only). With `teacher_key` (which must
+    identify the teacher and every input of the batches), the teacher's encoder states are shared
+    with other arms through `TEACHER_STATES`.
     """
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
     specials = sorted(set(tokenizer.all_special_ids))
+    if teacher is not None:
+        encoder, head = mlm_parts(teacher)
+        device = next(teacher.parameters()).device
 
     def loss_fn(model: nn.Module, step: int, generator: torch.Generator) -> torch.Tensor:
         rows = torch.randint(len(blocks), (batch_size,), generator=generator)
@@ -96,7 +131,13 @@ def kd_step_loss(
             if teacher is None or weights.beta == 0:
                 return torch.nn.functional.cross_entropy(student_logits, targets)
             with torch.no_grad():
-                teacher_logits = masked_logits(teacher, inputs, labels).float()  # (N, V)
+
+                def states() -> torch.Tensor:  # (N, H) at the masked positions
+                    hidden = encoder(input_ids=inputs.to(device)).last_hidden_state
+                    return hidden[(labels != IGNORE).to(device)]
+
+                masked = states() if teacher_key is None else TEACHER_STATES.get(teacher_key, step, states)
+                teacher_logits = head(masked).float()  # (N, V)
         return kd_loss(student_logits, teacher_logits, targets, weights)
 
     return loss_fn
@@ -125,6 +166,17 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     evaluate = heldout_evaluator(
         blocks["heldout"][: config.eval_blocks], tokenizer, EVAL_BATCH_SIZE, job.seed
     )
+    blocks_digest = tensor_digest(blocks["train"])
+    teacher_digest = state_digest(teacher) if teacher is not None else None
+    teacher_key = mapping_digest(
+        {
+            "teacher": teacher_digest,
+            "blocks": blocks_digest,
+            "seed": job.seed,
+            "batch": [config.batch_size, config.mask_prob, config.bf16, rank, world],
+            "device": str(device),
+        }
+    )
     loss_fn = kd_step_loss(
         blocks["train"],
         config.batch_size,
@@ -136,17 +188,18 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         world,
         config.mask_prob,
         config.bf16,
+        teacher_key,
     )
     run_key = {
         "init": job.init,
         "inherit": job.inherit,
-        "blocks": tensor_digest(blocks["train"]),
+        "blocks": blocks_digest,
         "world": world,
         "weights": job.weights,
         "arch": job.arch,
         "embedding": job.embedding,
         "tokenizer": tokenizer_digest(tokenizer),
-        "teacher": state_digest(teacher) if teacher is not None else None,
+        "teacher": teacher_digest,
         "heldout": evaluate.identity,  # the wrapper below hides it from `train`
     }
     history = train(
@@ -234,13 +287,9 @@ def check_loads(directory: str | Path) -> Arch:
     from ose.arch import from_bert_config
 
     AutoTokenizer.from_pretrained(directory)
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()  # AutoModel reports the MLM head it skips and the pooler it adds
-    try:
+    with quietly():  # AutoModel reports the MLM head it skips and the pooler it adds
         encoder = AutoModel.from_pretrained(directory)
         masked_lm = AutoModelForMaskedLM.from_pretrained(directory)
-    finally:
-        hf_logging.set_verbosity(verbosity)
     arch, _ = from_bert_config(masked_lm.config)
     if from_bert_config(encoder.config)[0] != arch:
         raise ValueError(f"{directory}: AutoModel and AutoModelForMaskedLM disagree on the architecture")

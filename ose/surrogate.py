@@ -15,7 +15,7 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -30,7 +30,7 @@ from ose.distributed import process_group, torchrun, worker_device
 from ose.fingerprint import source_digest
 from ose.progress import bar as progress_bar
 
-COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "rank", "settings")
+COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "losses", "rank", "settings")
 
 
 @dataclass(frozen=True)
@@ -47,10 +47,12 @@ class SurrogateJob:
     shard_dir: str
     threads: int = 1
     sample_key: str = ""  # identifies the sample's content (masked tokens, teacher); "" hashes the file
+    log_steps: list[int] = field(default_factory=list)  # reference runs: held-out loss at these steps too
+    desc: str = "surrogate error"  # the progress bar's label
 
     def settings_key(self) -> str:
         """Identifies the settings a row was computed with (not which ξ are asked for, nor where)."""
-        ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key")
+        ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key", "desc")
         settings = {k: v for k, v in asdict(self).items() if k not in ignored}
         settings["sample"] = self.sample_key or _file_digest(self.sample_path)
         settings["code"] = source_digest(distill, training, mlm, arch_module)  # what computes ê
@@ -101,7 +103,7 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
         heldout = FixedSample.from_dict(sample["heldout"]).to(device)
         embedding, weights = Embedding(**job.embedding), KDWeights(**job.weights)
         for arch, theta in progress_bar(
-            todo, desc=f"surrogate error (rank {rank})", unit="trainings", disable=not progress or rank
+            todo, desc=f"{job.desc} (rank {rank})", unit="trainings", disable=not progress or rank
         ):
             result = surrogate_error(
                 Arch.parse(arch),
@@ -113,12 +115,34 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
                 theta["warmup_steps"],
                 weights,
                 job.seed,
+                job.log_steps,
             )
-            row = {"arch": arch, "theta": theta["name"], **result, "rank": str(rank), "settings": settings}
+            losses = json.dumps({str(k): v for k, v in result.pop("losses", {}).items()})
+            row = {
+                "arch": arch,
+                "theta": theta["name"],
+                **result,
+                "losses": losses,
+                "rank": str(rank),
+                "settings": settings,
+            }
             rows.append(row)
             keep.append(row)
             _write_rows(shard, keep)
     return rows
+
+
+def logged_losses(row: dict) -> dict[int, float]:
+    """The held-out losses a reference run logged, {step: loss} ({} for a plain ê row)."""
+    return {int(k): float(v) for k, v in json.loads(row.get("losses") or "{}").items()}
+
+
+def cached_rows(job: SurrogateJob) -> list[dict] | None:
+    """The whole table from the shards when every (ξ, θ) of `job` is there, else None."""
+    done = read_shards(job.shard_dir, job.settings_key())
+    if any((a, t["name"]) not in done for a, t in job.pairs()):
+        return None
+    return merge(job, list(done.values()))
 
 
 def merge(job: SurrogateJob, rows: list[dict]) -> list[dict]:

@@ -1,55 +1,36 @@
 """The surrogate check, run: long reference runs, ê_s against the final loss, and the choice of s.
 
 For each of a stratified set of architectures, one long run of the surrogate's own recipe
-(`ose.distill.distill_on_sample`: same sample construction, same first θ, same seed) logs the
-held-out distillation loss at every s of `log_steps` and at the end; ê_s is the loss at step s of
+(`ose.distill.surrogate_error` with `eval_steps`: same sample construction, same first θ, same
+seed) logs the held-out distillation loss at every s of `log_steps` and at the end (the runs are
+a surrogate table, `ose.surrogate`, so they share its workers); ê_s is the loss at step s of
 that run (its learning-rate schedule spans the whole run, unlike an s-step surrogate's). ê at the
 smallest s is also measured as the FPTAS measures it (`surrogate_error`, s steps) under several
 seeds, for its seed noise. `check_table` scores each s (`ose.ranking`), `recommend_steps` picks
-the s that `extract.max_steps: auto` uses. Each run is cached (a CSV row per architecture), so an
-interrupted check resumes, and the cache is keyed by every input (sample, settings, code).
+the s that `extract.max_steps: auto` uses. Each run is cached (a shard row per architecture), so
+an interrupted check resumes, and the cache is keyed by every input (sample, settings, code).
 """
 
 from __future__ import annotations
 
-import json
-import math
+import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import matplotlib
+import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ose import arch as arch_module  # noqa: E402
-from ose import distill, mlm, ranking, row_cache, training  # noqa: E402
+from ose import ranking  # noqa: E402
 from ose.arch import Arch, Embedding  # noqa: E402
 from ose.configs import KDWeights, SurrogateCheck, SurrogateTheta  # noqa: E402
-from ose.distill import FixedSample, distill_on_sample, surrogate_error  # noqa: E402
-from ose.fingerprint import mapping_digest, source_digest  # noqa: E402
+from ose.distill import FixedSample, surrogate_error  # noqa: E402
 from ose.progress import bar as progress_bar  # noqa: E402
-
-RUN_COLUMNS = ("arch", "seed", "losses", "final", "seconds", "settings")
-
-
-def eval_every(log_steps: Sequence[int], steps: int) -> int:
-    """The evaluation period that hits every logged s and the last step."""
-    return math.gcd(*log_steps, steps)
-
-
-def settings_key(check: SurrogateCheck, theta: SurrogateTheta, weights: KDWeights, sample_key: str) -> str:
-    """Identifies what a cached run was computed with: sample, recipe, settings and code."""
-    return mapping_digest(
-        {
-            "check": [check.steps, check.log_steps],
-            "theta": [theta.lr, theta.warmup_steps],
-            "weights": [weights.alpha, weights.beta, weights.temperature],
-            "sample": sample_key,
-            "code": source_digest(distill, training, mlm, arch_module),
-        }
-    )
+from ose.surrogate import SurrogateJob, cached_rows, evaluate_table, logged_losses  # noqa: E402
 
 
 def reference_runs(
@@ -61,46 +42,53 @@ def reference_runs(
     theta: SurrogateTheta,
     weights: KDWeights,
     seed: int,
-    cache: Path,
+    shard_dir: Path,
     sample_key: str,
+    nproc: int = 1,
+    threads: int = 1,
     progress: bool = True,
 ) -> list[dict]:
-    """One long run per ξ: {"arch", "losses": {s: held-out loss}, "final", "seconds"}."""
-    settings = settings_key(check, theta, weights, sample_key)
-    kept = row_cache.read_rows(cache, ("arch", "seed"))
-    done = {k: r for k, r in kept.items() if r["settings"] == settings}
-    every = eval_every(check.log_steps, check.steps)
-    for arch in progress_bar(
-        [a for a in archs if (a.name, str(seed)) not in done],
+    """One long run per ξ: {"arch", "losses": {s: held-out loss}, "final", "seconds", "rank"}.
+
+    The runs are a surrogate table (`ose.surrogate`) with `log_steps`: dealt out over `nproc`
+    workers, cached in `shard_dir` and resumed like the FPTAS's ê (keyed by the sample, settings
+    and code). The sample (one batch per step, with the teacher's logits) is written to a
+    temporary file only when a run is still to do.
+    """
+    job = SurrogateJob(
+        archs=[a.name for a in archs],
+        thetas=[{"name": theta.name, "lr": theta.lr, "warmup_steps": theta.warmup_steps}],
+        sample_path="",
+        embedding=asdict(embedding),
+        steps=check.steps,
+        weights=asdict(weights),
+        seed=seed,
+        shard_dir=str(shard_dir),
+        threads=threads,
+        sample_key=sample_key,
+        log_steps=sorted({*check.log_steps, check.steps}),
         desc="reference runs",
-        unit="runs",
-        disable=not progress,
-    ):
-        _, history = distill_on_sample(
-            arch, embedding, train, heldout, check.steps, theta.lr, theta.warmup_steps, weights, seed, every
+    )
+    table = cached_rows(job)
+    if table is None:
+        with tempfile.TemporaryDirectory(prefix="ose-reference-") as tmp:
+            sample_path = Path(tmp) / "sample.pt"
+            torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, sample_path)
+            job = replace(job, sample_path=str(sample_path))
+            table = evaluate_table(job, nproc=nproc, progress=progress)
+    runs = []
+    for row in table:
+        losses = logged_losses(row)
+        runs.append(
+            {
+                "arch": row["arch"],
+                "losses": {s: losses[s] for s in check.log_steps},
+                "final": losses[check.steps],
+                "seconds": row["seconds"],
+                "rank": row["rank"],
+            }
         )
-        losses = {h["step"]: h["kd_loss"] for h in history if "kd_loss" in h}
-        seconds = max(h["seconds"] for h in history)
-        row = {
-            "arch": arch.name,
-            "seed": str(seed),
-            "losses": json.dumps({str(s): losses[s] for s in check.log_steps}),
-            "final": repr(losses[check.steps]),
-            "seconds": repr(seconds),
-            "settings": settings,
-        }
-        kept[(arch.name, str(seed))] = done[(arch.name, str(seed))] = row
-        row_cache.write_rows(cache, RUN_COLUMNS, kept.values())
-    return [_parse(done[(a.name, str(seed))]) for a in archs]
-
-
-def _parse(row: dict) -> dict:
-    return {
-        "arch": row["arch"],
-        "losses": {int(s): v for s, v in json.loads(row["losses"]).items()},
-        "final": float(row["final"]),
-        "seconds": float(row["seconds"]),
-    }
+    return runs
 
 
 def seed_errors(

@@ -20,11 +20,11 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoModelForMaskedLM, AutoTokenizer
-from transformers.utils import logging as hf_logging
 
 from ose.arch import Arch, from_bert_config
 from ose.configs import MaskedLMTraining, Source, Teacher  # noqa: F401 (re-exported)
 from ose.fingerprint import state_digest, tensor_digest, tokenizer_digest
+from ose.loading import quietly
 from ose.mlm import autocast, evaluate_mlm, mask_tokens, mlm_loss
 from ose.training import LossFn, train
 
@@ -97,12 +97,8 @@ HEAD_PREFIXES = ("cls.", "lm_head.")  # masked-LM heads of BERT- and RoBERTa-sty
 def _quietly_from_pretrained(where: str):
     """`AutoModelForMaskedLM.from_pretrained` with its loading report: transformers' own report is
     silenced (it prints the absolute path and long tables); `check_loading` states what matters."""
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
+    with quietly():
         return AutoModelForMaskedLM.from_pretrained(where, output_loading_info=True)
-    finally:
-        hf_logging.set_verbosity(verbosity)
 
 
 def check_loading(spec: str, info: dict) -> str:

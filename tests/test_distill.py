@@ -6,7 +6,15 @@ import torch.nn.functional as F
 
 from ose import surrogate
 from ose.arch import Arch, Embedding, build_model
-from ose.distill import FixedSample, KDWeights, fixed_sample, heldout_kd_loss, kd_loss, surrogate_error
+from ose.distill import (
+    FixedSample,
+    KDWeights,
+    distill_on_sample,
+    fixed_sample,
+    heldout_kd_loss,
+    kd_loss,
+    surrogate_error,
+)
 from ose.mlm import IGNORE, masked_logits
 from ose.surrogate import SurrogateJob, evaluate_table, read_shards
 
@@ -78,6 +86,24 @@ def test_surrogate_error_is_deterministic_and_learns(teacher):
     )
     untrained = heldout_kd_loss(build_model(Arch(1, 2, 16, 23), EMB, head="mlm", seed=0), train, w)
     assert fitted["error"] < 0.95 * untrained
+
+
+def test_long_run_is_evaluated_at_the_logged_steps_only(teacher):
+    """ê_s of a reference run: held-out loss at each logged s and the end, and the evaluations do
+    not change the training (the same losses as a run evaluated at every step)."""
+    train = fixed_sample(toy_blocks(), 4, 5, 9, teacher, ToyTokenizer(), seed=0)
+    heldout = fixed_sample(toy_blocks(seed=1), 2, 5, 9, teacher, ToyTokenizer(), seed=1)
+    arch, weights = Arch.parse("D1-A2-H16-I23"), KDWeights(0.1, 0.5, 2.0)
+
+    def losses(eval_steps):
+        _, history = distill_on_sample(arch, EMB, train, heldout, 8, 1e-3, 1, weights, 3, eval_steps)
+        return {h["step"]: h["kd_loss"] for h in history if "kd_loss" in h}
+
+    logged = losses([2, 6])
+    assert sorted(logged) == [2, 6, 8]
+    every = losses(list(range(1, 9)))
+    assert sorted(every) == list(range(1, 9))
+    assert all(logged[s] == every[s] for s in logged)
 
 
 def test_surrogate_trains_with_the_pretraining_recipe(teacher, monkeypatch):
@@ -173,3 +199,26 @@ def test_two_torchrun_workers_give_the_same_table(tmp_path, teacher):
     for a, b in zip(alone, together, strict=True):
         assert (a["arch"], a["theta"]) == (b["arch"], b["theta"])
         assert a["error"] == pytest.approx(b["error"], rel=1e-6)
+
+
+def test_reference_runs_log_each_s_and_resume_without_the_sample(tmp_path, teacher, monkeypatch):
+    """The surrogate check's long runs: ê_s at every logged s, the last equal to a plain ê of the
+    same length; a second call reads the shards and writes no sample."""
+    from ose.configs import SurrogateCheck, SurrogateTheta
+    from ose.surrogate_check import reference_runs
+
+    train = fixed_sample(toy_blocks(), 6, 4, 9, teacher, ToyTokenizer(), seed=0)
+    heldout = fixed_sample(toy_blocks(seed=1), 1, 4, 9, teacher, ToyTokenizer(), seed=1)
+    check = SurrogateCheck(
+        archs=3, steps=6, log_steps=[2, 4], seeds=[0, 1], n_boot=10, tau=0.8, max_auto_steps=4
+    )
+    theta = SurrogateTheta("a", 3e-3, 1)
+    archs = [Arch.parse("D1-A2-H16-I23"), Arch.parse("D1-A3-H15-I7")]
+    args = (archs, EMB, train, heldout, check, theta, KDWeights(), 0, tmp_path / "reference", "key")
+    runs = reference_runs(*args, progress=False)
+    assert [r["arch"] for r in runs] == ["D1-A2-H16-I23", "D1-A3-H15-I7"]
+    assert all(sorted(r["losses"]) == [2, 4] for r in runs)
+    plain = surrogate_error(archs[1], EMB, train, heldout, 6, 3e-3, 1, KDWeights(), 0)
+    assert runs[1]["final"] == plain["error"]
+    monkeypatch.setattr(torch, "save", lambda *a, **k: pytest.fail("the sample was written again"))
+    assert reference_runs(*args, progress=False) == runs

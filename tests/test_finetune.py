@@ -150,6 +150,7 @@ def test_config_errors_name_the_field():
         ("lr", 0),
         ("warmup_fraction", 1.5),
         ("patience", -1),
+        ("bf16", "yes"),
     ):
         with pytest.raises(ValueError, match=field):
             FineTuneConfig(**{field: value})
@@ -174,6 +175,22 @@ def test_fine_tune_learns_a_separable_task_and_is_deterministic(tokenizer, tmp_p
     )
     other, _ = fine_tune(encoder(), tokenizer, task, config=FAST, seed=4, progress=False)
     assert not torch.equal(other.out.weight, model.out.weight)
+
+
+def test_bf16_fine_tuning_learns_and_predicts_in_fp32(tokenizer):
+    """`bf16`: autocast inside the classifier; fp32 outputs, close to the fp32 model's, and the
+    fit still learns the task."""
+    fp32 = Classifier(encoder(), 2, generator=torch.Generator().manual_seed(0)).eval()
+    bf16 = Classifier(encoder(), 2, generator=torch.Generator().manual_seed(0), bf16=True).eval()
+    ids = torch.randint(5, EMB.vocab_size, (3, 7), generator=torch.Generator().manual_seed(1))
+    out = bf16(ids)
+    assert out.dtype == torch.float32
+    torch.testing.assert_close(out, fp32(ids), atol=0.05, rtol=0.05)
+    task = polarity_task()
+    model, log = fine_tune(
+        encoder(), tokenizer, task, config=dataclasses.replace(FAST, bf16=True), seed=3, progress=False
+    )
+    assert model.bf16 and log["best_score"] >= 0.85, log["history"]
 
 
 def test_early_stopping_keeps_the_best_state(tokenizer):

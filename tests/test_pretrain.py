@@ -206,3 +206,38 @@ def test_two_processes_train_with_ddp(workdir):
     history = launch(job, nproc=2, progress=False)
     assert check_loads(job.out_dir) == Arch(1, 3, 15, 7)
     assert [h["step"] for h in history if "loss" in h] == [1, 2, 3, 4]
+
+
+def test_kd_arms_share_the_teachers_states_without_changing_a_bit(workdir):
+    """The second KD arm reads the teacher's encoder states the first computed, step by step, and
+    trains exactly the student a cold run trains (the teacher runs once per step for both)."""
+    from ose import pretrain
+
+    pretrain.TEACHER_STATES.__init__()
+    launch(make_job(workdir, "share_random"), progress=False)
+    assert pretrain.TEACHER_STATES.hits == 0
+    second = make_job(workdir, "share_inherited", init="inherited")
+    launch(second, progress=False)
+    assert pretrain.TEACHER_STATES.hits == 6  # every step of the second arm
+    shared = weights(second)
+    pretrain.TEACHER_STATES.__init__()
+    cold = replace(
+        second,
+        out_dir=str(workdir / "share_cold" / "student"),
+        checkpoint_dir=str(workdir / "share_cold" / "checkpoints"),
+    )
+    launch(cold, progress=False)
+    assert pretrain.TEACHER_STATES.hits == 0
+    cold_weights = weights(cold)
+    assert cold_weights.keys() == shared.keys()
+    assert all(torch.equal(cold_weights[k], shared[k]) for k in shared)
+
+
+def test_other_batches_do_not_read_the_shared_states(workdir):
+    from ose import pretrain
+
+    pretrain.TEACHER_STATES.__init__()
+    launch(make_job(workdir, "share_seed5"), progress=False)
+    other = replace(make_job(workdir, "share_seed6"), seed=6)
+    launch(other, progress=False)
+    assert pretrain.TEACHER_STATES.hits == 0

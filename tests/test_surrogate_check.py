@@ -7,7 +7,7 @@ from ose.arch import Arch, Embedding
 from ose.costs import op_count, param_count
 from ose.extract import reference_point, size_of, space_geometry
 from ose.fptas import Point
-from ose.surrogate_check import check_table, eval_every, recommend_steps
+from ose.surrogate_check import check_table, recommend_steps
 
 EMB = Embedding(vocab_size=99, max_positions=17, type_vocab_size=2)
 
@@ -57,12 +57,6 @@ def test_live_fptas_on_its_candidates_agrees_with_the_exhaustive_table():
         live = fptas.select_from_table(points, [r for r in table if r["arch"] in candidates], epsilon)
         assert live.best == fptas.select_from_table(points, table, epsilon).best
         assert live.n_trainings == len(candidates)
-
-
-def test_eval_every_hits_every_logged_step():
-    assert eval_every([8, 16, 32, 64, 128], 256) == 8
-    assert eval_every([25, 50, 100], 1000) == 25
-    assert eval_every([3, 5], 8) == 1
 
 
 RUNS = [

@@ -24,6 +24,7 @@ from transformers import AutoModel
 from ose import bench, figures, paper
 from ose.arch import build_model, from_bert_config, preset
 from ose.atomic import write_text_atomic
+from ose.loading import quietly
 from ose.params import Params
 from ose.paths import resolve
 from ose.results import StageResult, markdown_table, write_table
@@ -160,8 +161,9 @@ def load_models(params: Params, student_dir: Path) -> dict:
         name: build_model(preset(name).arch, preset(name).embedding, head="pooler", seed=params.seed)
         for name in params.benchmark.presets
     }
-    models["source"] = AutoModel.from_pretrained(resolve_source(params.source.model)).eval()
-    models["student"] = AutoModel.from_pretrained(student_dir).eval()
+    with quietly():  # the load reports list the pooler and MLM head, unused here
+        models["source"] = AutoModel.from_pretrained(resolve_source(params.source.model)).eval()
+        models["student"] = AutoModel.from_pretrained(student_dir).eval()
     return models
 
 

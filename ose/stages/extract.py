@@ -88,7 +88,7 @@ class Result(StageResult):
     fptas_seconds: float | None = None  # their training time (from the cached rows)
     fptas_matches_table: bool | None = None  # the live FPTAS and select_from_table(ε) agree
     sweep_differs_at: list | None = None  # the ε whose answer is not the exhaustive optimum
-    compute_seconds: float | None = None  # reference runs + the busiest ê worker (from the caches)
+    compute_seconds: float | None = None  # the busiest worker of the reference runs + of ê (from the caches)
 
 
 def sweep_epsilons(sweep: list[int], epsilon: int) -> list[int]:
@@ -189,9 +189,11 @@ def surrogate_check_rows(
         theta,
         params.distill,
         params.seed,
-        resolve(paths.surrogate_dir) / "reference_runs.csv",
+        resolve(paths.surrogate_dir) / "reference",
         extract.sample_key(train, heldout, teacher),
-        progress,
+        nproc=cfg.nproc,
+        threads=cfg.threads_per_process,
+        progress=progress,
     )
     point_of = {pt.name: pt for pt in points}
 
@@ -400,7 +402,7 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         fptas_seconds=sum(r["seconds"] for r in live_rows),
         fptas_matches_table=from_table.best == chosen.best,
         sweep_differs_at=[r["epsilon"] for r in sweep if r["arch"] != optimum.best.arch.name],
-        compute_seconds=sum(r["seconds"] for r in runs) + worker_seconds(table),
+        compute_seconds=worker_seconds(runs) + worker_seconds(table),
     )
     result.write(resolve(paths.metrics_file))
     return result, shown
