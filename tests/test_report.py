@@ -201,3 +201,16 @@ def test_report_reads_only_the_tasks_it_is_given(tmp_path):
     (metrics / "finetune" / "bbc.json").write_text('{"old": "format"}')
     assert list(read_metrics(metrics, ["imdb"]).finetune) == ["imdb"]
     assert "### imdb" in render(metrics, tmp_path / "tables", "default", ["imdb"])
+
+
+def test_a_t_interval_excluding_zero_is_stated_beside_the_corrected_verdict():
+    from ose.report import _uncorrected
+
+    effects = {
+        "agora_vs_plain": {"mean": 0.038, "ci_low": 0.009, "ci_high": 0.066, "t_p": 0.018},
+        "agora_vs_control": {"mean": -0.004, "ci_low": -0.027, "ci_high": 0.019, "t_p": 0.67},
+    }
+    note = _uncorrected(effects, {"agora_vs_plain": 0.094, "agora_vs_control": 0.69})
+    assert "agora − plain's 95% t interval excludes 0 (t-test p = 0.018" in note
+    assert "0.094" in note and "control" not in note
+    assert _uncorrected(effects, {"agora_vs_plain": 0.01, "agora_vs_control": 0.69}) == ""
