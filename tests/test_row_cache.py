@@ -12,11 +12,11 @@ LATENCY_CACHE = (
     b"bert,D2-A4-H36-I37/B,2,16,1,2,5,12.5,1e-05\r\n"
     b"small,D1-A1-H8-I5,1,16,1,2,5,0.6666666666666666,0.0\r\n"
 )
-SHARD = (
-    b"arch,theta,error,train_loss,seconds,rank,settings\r\n"
-    b"D1-A2-H16-I23,slow,0.30000000000000004,nan,0.3333333333333333,0,abc123\r\n"
-    b"D1-A2-H16-I23,fast,0.6666666666666666,10.0,1e-05,1,abc123\r\n"
-    b"D1-A2-H16-I23,slow,0.5,0.25,2.0,0,other1\r\n"
+SHARD = (  # the last row is a reference run's: held-out losses logged at steps 2 and 4
+    b"arch,theta,error,train_loss,seconds,losses,rank,settings\r\n"
+    b"D1-A2-H16-I23,slow,0.30000000000000004,nan,0.3333333333333333,{},0,abc123\r\n"
+    b"D1-A2-H16-I23,fast,0.6666666666666666,10.0,1e-05,{},1,abc123\r\n"
+    b'D1-A2-H16-I23,slow,0.5,0.25,2.0,"{""2"": 0.75, ""4"": 0.5}",0,other1\r\n'
 )
 COLUMNS = ("name", "setting", "value", "note")
 
@@ -96,7 +96,9 @@ def test_surrogate_shard_reads_by_settings_and_rewrites_byte_identical(tmp_path)
     assert list(rows) == [("D1-A2-H16-I23", "slow"), ("D1-A2-H16-I23", "fast")]
     slow = rows[("D1-A2-H16-I23", "slow")]
     assert slow["error"] == 0.1 + 0.2 and slow["seconds"] == 1 / 3 and slow["rank"] == "0"
-    assert surrogate.read_shards(tmp_path, "other1")[("D1-A2-H16-I23", "slow")]["error"] == 0.5
+    reference = surrogate.read_shards(tmp_path, "other1")[("D1-A2-H16-I23", "slow")]
+    assert reference["error"] == 0.5 and surrogate.logged_losses(reference) == {2: 0.75, 4: 0.5}
+    assert surrogate.logged_losses(slow) == {}
     assert surrogate.read_shards(tmp_path, "nothing") == {}
     out = tmp_path / "out" / "rank0.csv"
     surrogate._write_rows(out, [*rows.values(), *surrogate.read_shards(tmp_path, "other1").values()])
