@@ -1,7 +1,7 @@
 # The README's commands. Each target sets up what it needs: a virtual environment in .venv with
 # the pinned packages, this package, and a `python3` Jupyter kernel pointing at that environment.
 #   make reproduce               run the whole DVC pipeline on params.yaml (the embedded default),
-#                                then print each stage's wall time and the total (ose.timing; also
+#                                then print each stage's wall time and the total (ose.pipeline.timing; also
 #                                written to reports/metrics/stage_times.json, which no stage reads)
 #   make reproduce PROFILE=smoke first make params.yaml the named profile (smoke, default, paper)
 #   make test                    the test suite
@@ -37,7 +37,7 @@ endif
 	since=$$($(PY) -c 'import time; print(time.time())'); \
 	$(BIN)/dvc repro; rc=$$?; \
 	if [ $$rc -eq 0 ]; then $(BIN)/dvc metrics show; fi; \
-	$(PY) -m ose.timing --since $$since --out reports/metrics/stage_times.json || rc=$$((rc ? rc : 1)); \
+	$(PY) -m ose.pipeline.timing --since $$since --out reports/metrics/stage_times.json || rc=$$((rc ? rc : 1)); \
 	exit $$rc
 
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.

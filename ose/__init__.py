@@ -5,7 +5,7 @@ Modules are named after the paper's concepts: `arch` (the architecture ξ = ⟨D
 later stage.
 """
 
-from ose.offline import force_offline
+from ose.pipeline.offline import force_offline
 
 force_offline()
 

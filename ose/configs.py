@@ -1,9 +1,9 @@
 """Every config class of the package, one per concept; each `params.yaml` group is one of them.
 
 `params.teacher` is a `Teacher`, `params.distill` a `KDWeights`, ... The code that uses a config
-imports it from here (and its own module re-exports it: `ose.training.TrainConfig`), so a setting
+imports it from here (and its own module re-exports it: `ose.training.loop.TrainConfig`), so a setting
 is defined once and never copied field by field. Each class validates itself in `__post_init__`
-with `ose.checks`; `ose.params` reads YAML into them and adds the key path to any error.
+with `ose.pipeline.checks`; `ose.params` reads YAML into them and adds the key path to any error.
 This module imports nothing heavy, so a stage's dependencies (dvc.yaml) stay its own.
 """
 
@@ -15,15 +15,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from ose import checks
 from ose.arch import PRESETS, Arch, ArchError, enumerate_space
+from ose.pipeline import checks
 
 # Names the validation accepts; the modules that implement them assert they agree (tests).
 OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 SUPERGLUE_TASKS = ("boolq", "cb", "copa", "rte")  # SuperGLUE's RTE is GLUE's RTE: one task, `rte`
-BUILTIN_TASKS = tuple(dict.fromkeys(OWN_TASKS + GLUE_TASKS + SUPERGLUE_TASKS))  # = ose.tasks.TASK_NAMES
-USER_TASK_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # ose.tasks.METRICS for classification
+BUILTIN_TASKS = tuple(dict.fromkeys(OWN_TASKS + GLUE_TASKS + SUPERGLUE_TASKS))  # = ose.data.tasks.TASK_NAMES
+USER_TASK_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # ose.data.tasks.METRICS for classification
 USER_TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a folder under data/tasks and a DVC foreach key
 CORPUS_NAMES = ("imdb", "rotten_tomatoes", "bbc", "wikipedia", "bible")
 THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field
@@ -98,7 +98,7 @@ INHERIT_LAYERS = ("bottom", "every_k")
 
 @dataclass(frozen=True)
 class Inheritance:
-    """How arm `inherited_kd` builds ξ from the source's weights (`pretrain.inherit`; `ose.inherit`).
+    """How arm `inherited_kd` builds ξ from the source's weights (`pretrain.inherit`; `ose.training.inherit`).
 
     layers: which D of the source's layers are kept, `bottom` (the first D) or `every_k` (every
     `every`-th, null: ⌊source depth / D⌋); calibration_blocks: training blocks of the corpus on
@@ -233,7 +233,7 @@ class UserTask:
     split by `split`, a column of train/dev/test per row, or else seeded and label-stratified with
     `data.dev_fraction`/`data.test_fraction`) or one file per split (`train`, and optionally `dev`
     and `test`; a missing one is carved from train). `metric` is the main metric (f1: of the second
-    label; accuracy is always reported too). Read by `ose.user_tasks`.
+    label; accuracy is always reported too). Read by `ose.data.user_tasks`.
     """
 
     name: str
@@ -456,7 +456,7 @@ class FineTuneConfig:
     patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
     early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
     A fit trains on the whole frame it is given: sampling the train split is the caller's
-    (`ose.finetune.balanced_sample`, once per seed), so Agora's grown frames keep every point it added.
+    (`ose.finetuning.classifier.balanced_sample`, once per seed), so Agora's grown frames keep every point it added.
     """
 
     epochs: int = 3
@@ -615,7 +615,7 @@ class FineTune:
 @dataclass(frozen=True)
 class Benchmark:
     """Stage `benchmark`: CPU latency of the presets, the source and the student, timed in interleaved
-    rounds (`ose.bench.benchmark_models`), speed-ups with bootstrap intervals over the rounds."""
+    rounds (`ose.speed.bench.benchmark_models`), speed-ups with bootstrap intervals over the rounds."""
 
     # What the stage times besides the presets (the ONNX sessions only with `onnx`).
     STAGE_MODELS: ClassVar[tuple[str, ...]] = ("source", "student", "student-onnx", "student-onnx-int8")

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from ose.agora import (
+from ose.data.tasks import make_task_data
+from ose.finetuning.agora import (
     NearestNeighbourSubstitution,
     agora,
     agora_on_task,
@@ -15,8 +16,7 @@ from ose.agora import (
     prediction_spread,
     remove_tied_worst,
 )
-from ose.tasks import make_task_data
-from ose.torus import FEATURES, GaussianNeighbours, sector_of, torus_experiment, torus_points
+from ose.finetuning.torus import FEATURES, GaussianNeighbours, sector_of, torus_experiment, torus_points
 
 # ---------------------------------------------------------------------------------------------
 # The removal rule
@@ -447,7 +447,7 @@ def test_torus_points_and_sectors():
 
 
 def test_agora_beats_the_unrepresentative_sample_on_the_torus():
-    from ose.figures import torus_figure
+    from ose.reporting.figures import torus_figure
 
     result = torus_experiment(seed=0)
     assert result["accuracy_without_agora"] < 0.6  # two of four sectors seen

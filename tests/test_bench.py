@@ -4,10 +4,10 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from ose import bench
 from ose.arch import Arch, Embedding, build_model
-from ose.costs import op_count
-from ose.figures import latency_figure, save, speedup_figure
+from ose.reporting.figures import latency_figure, save, speedup_figure
+from ose.search.objectives import op_count
+from ose.speed import bench
 
 EMB = Embedding(vocab_size=99, max_positions=64, type_vocab_size=2)
 NO_TYPES = Embedding(vocab_size=99, max_positions=64, type_vocab_size=0)

@@ -8,9 +8,11 @@ import pandas as pd
 import pytest
 from transformers import BertTokenizer
 
-from ose.agora import NearestNeighbourSubstitution
 from ose.arch import Arch, Embedding, build_model
-from ose.comparison import (
+from ose.data.tasks import make_task_data
+from ose.finetuning.agora import NearestNeighbourSubstitution
+from ose.finetuning.classifier import FineTuneConfig
+from ose.finetuning.comparison import (
     ARMS,
     CONCLUSIONS,
     MemoFit,
@@ -25,8 +27,6 @@ from ose.comparison import (
     summarise,
     verdict,
 )
-from ose.finetune import FineTuneConfig
-from ose.tasks import make_task_data
 
 WORDS = {1: [f"good{i}" for i in range(9)], 0: [f"bad{i}" for i in range(9)]}
 VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS[1], *WORDS[0]])}

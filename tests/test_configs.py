@@ -5,9 +5,10 @@ import typing
 
 import pytest
 
-from ose import configs, corpus, glue, tasks
-from ose.checks import ConfigError
+from ose import configs
+from ose.data import corpus, glue, tasks
 from ose.params import Params, from_dict, render_profile
+from ose.pipeline.checks import ConfigError
 
 
 def test_name_lists_agree_with_their_implementations():
@@ -27,7 +28,14 @@ def test_every_params_group_is_a_config_class():
 
 
 def test_modules_reexport_the_same_classes():
-    from ose import comparison, cost_model, distill, extract, finetune, pretrain, teacher, training
+    from ose.finetuning import classifier as finetune
+    from ose.finetuning import comparison
+    from ose.search import cost_model
+    from ose.search import extraction as extract
+    from ose.training import distill
+    from ose.training import loop as training
+    from ose.training import pretraining as pretrain
+    from ose.training import source_model as teacher
 
     assert training.TrainConfig is configs.TrainConfig
     assert teacher.Teacher is configs.Teacher and pretrain.Pretrain is configs.Pretrain

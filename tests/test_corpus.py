@@ -1,4 +1,4 @@
-"""ose.corpus: readers of the installed corpora, cleaning, exclusion of eval text, packing."""
+"""ose.data.corpus: readers of the installed corpora, cleaning, exclusion of eval text, packing."""
 
 import importlib.metadata
 import json
@@ -7,9 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from ose import corpus
-from ose.atomic import atomic_path
-from ose.corpus import (
+from ose.data import corpus
+from ose.data.corpus import (
     Corpus,
     Provenance,
     build_corpus,
@@ -22,7 +21,8 @@ from ose.corpus import (
     read_corpus,
     save_blocks,
 )
-from ose.tasks import build_task, eval_texts
+from ose.data.tasks import build_task, eval_texts
+from ose.pipeline.atomic import atomic_path
 
 
 def fake(name: str, texts: list[str]) -> Corpus:

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
-from ose import abnc, cost_model
 from ose.arch import Arch, Embedding, enumerate_space
-from ose.cost_model import (
+from ose.search import abnc, cost_model
+from ose.search.cost_model import (
     CostModel,
     LatencySettings,
     feature_vector,

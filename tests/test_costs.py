@@ -5,9 +5,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import BertForMaskedLM, BertModel
 
-from ose.abnc import analytic_conditions
 from ose.arch import PRESETS, Arch, ArchError, Embedding, build_model, preset, to_bert_config
-from ose.costs import (
+from ose.search.abnc import analytic_conditions
+from ose.search.objectives import (
     head_matmul_flops,
     layer_matmul_flops,
     op_count,

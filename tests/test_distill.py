@@ -4,9 +4,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ose import surrogate
 from ose.arch import Arch, Embedding, build_model
-from ose.distill import (
+from ose.search import surrogate
+from ose.search.surrogate import SurrogateJob, evaluate_table, read_shards
+from ose.training.distill import (
     FixedSample,
     KDWeights,
     distill_on_sample,
@@ -15,8 +16,7 @@ from ose.distill import (
     kd_loss,
     surrogate_error,
 )
-from ose.mlm import IGNORE, masked_logits
-from ose.surrogate import SurrogateJob, evaluate_table, read_shards
+from ose.training.mlm import IGNORE, masked_logits
 
 EMB = Embedding(vocab_size=99, max_positions=19, type_vocab_size=2)
 
@@ -107,8 +107,8 @@ def test_long_run_is_evaluated_at_the_logged_steps_only(teacher):
 
 
 def test_surrogate_trains_with_the_pretraining_recipe(teacher, monkeypatch):
-    """ê is measured with `ose.training.train`: no weight decay on biases and LayerNorm weights."""
-    from ose import training
+    """ê is measured with `ose.training.loop.train`: no weight decay on biases and LayerNorm weights."""
+    from ose.training import loop as training
 
     optimizers = []
     real = training.make_optimizer
@@ -124,7 +124,7 @@ def test_surrogate_trains_with_the_pretraining_recipe(teacher, monkeypatch):
 
 def test_candidates_train_on_the_device_of_their_sample(teacher, monkeypatch):
     """A worker's samples go to its device; ê is the same as training on the sample's CPU copy."""
-    from ose import distributed
+    from ose.pipeline import distributed
 
     train = fixed_sample(toy_blocks(), 2, 5, 9, teacher, ToyTokenizer(), seed=0)
     heldout = fixed_sample(toy_blocks(seed=1), 1, 5, 9, teacher, ToyTokenizer(), seed=1)
@@ -205,7 +205,7 @@ def test_reference_runs_log_each_s_and_resume_without_the_sample(tmp_path, teach
     """The surrogate check's long runs: ê_s at every logged s, the last equal to a plain ê of the
     same length; a second call reads the shards and writes no sample."""
     from ose.configs import SurrogateCheck, SurrogateTheta
-    from ose.surrogate_check import reference_runs
+    from ose.search.surrogate_check import reference_runs
 
     train = fixed_sample(toy_blocks(), 6, 4, 9, teacher, ToyTokenizer(), seed=0)
     heldout = fixed_sample(toy_blocks(seed=1), 1, 4, 9, teacher, ToyTokenizer(), seed=1)

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ose import paths
+from ose.pipeline import paths
 
 PACKAGE = "ose"
 NOT_FOLLOWED = frozenset({f"{PACKAGE}/__init__.py"})

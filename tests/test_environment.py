@@ -8,7 +8,7 @@ import yaml
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from ose import paths
+from ose.pipeline import paths
 
 
 def pins(lines) -> dict[str, str]:

@@ -6,9 +6,10 @@ import pytest
 import torch
 from transformers import BertTokenizer
 
-from ose.agora import NearestNeighbourSubstitution, agora, input_embeddings
 from ose.arch import Arch, Embedding, build_model
-from ose.finetune import (
+from ose.data.tasks import make_task_data
+from ose.finetuning.agora import NearestNeighbourSubstitution, agora, input_embeddings
+from ose.finetuning.classifier import (
     Classifier,
     FineTuneConfig,
     balanced_sample,
@@ -24,7 +25,6 @@ from ose.finetune import (
     stratified_sample,
     without_test,
 )
-from ose.tasks import make_task_data
 
 POSITIVE = [f"good{i}" for i in range(11)]
 NEGATIVE = [f"bad{i}" for i in range(11)]

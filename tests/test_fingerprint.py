@@ -2,8 +2,8 @@ import torch
 from transformers import AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
-from ose.fingerprint import mapping_digest, state_digest, tensor_digest, tokenizer_digest
-from ose.teacher import save_pretrained
+from ose.pipeline.fingerprint import mapping_digest, state_digest, tensor_digest, tokenizer_digest
+from ose.training.source_model import save_pretrained
 
 EMB = Embedding(vocab_size=99, max_positions=11, type_vocab_size=2)
 
@@ -40,8 +40,9 @@ def test_mapping_digest_ignores_key_order():
 
 
 def test_source_digest_names_the_code():
-    from ose import mlm, training
-    from ose.fingerprint import source_digest
+    from ose.pipeline.fingerprint import source_digest
+    from ose.training import loop as training
+    from ose.training import mlm
 
     assert source_digest(training, mlm) == source_digest(mlm, training)
     assert source_digest(training) != source_digest(mlm)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ose.arch import Arch
-from ose.fptas import (
+from ose.search.fptas import (
     Point,
     epsilon_sweep,
     exhaustive,
@@ -315,7 +315,7 @@ def test_pareto_front_matches_brute_force_on_random_points():
 def test_figures_smoke():
     import matplotlib.pyplot as plt
 
-    from ose.figures import epsilon_sweep_plot, pareto_plot, w_plot
+    from ose.reporting.figures import epsilon_sweep_plot, pareto_plot, w_plot
 
     table = exhaustive(SPACE, lookup_with_seconds, THETAS)
     chosen = table.best.arch.name

@@ -1,4 +1,4 @@
-"""ose.glue: the classic GLUE TSV layout (tiny fixtures, and the real files when present) and the
+"""ose.data.glue: the classic GLUE TSV layout (tiny fixtures, and the real files when present) and the
 `datasets` hub path (offline failure; success on a local copy)."""
 
 import os
@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ose.glue import (
+from ose.data.glue import (
     GLUE_TASKS,
     HubDatasetUnavailable,
     hub_to_task,
@@ -20,7 +20,7 @@ from ose.glue import (
     read_glue_file,
     read_glue_task,
 )
-from ose.tasks import eval_texts
+from ose.data.tasks import eval_texts
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -143,7 +143,7 @@ def test_real_glue_field_starting_with_a_quote_stays_one_field():
 @needs_shared
 def test_sst2_test_text_is_found_in_rotten_tomatoes():
     """SST-2 was built from the RT snippets: most of its test split is in the RT corpus."""
-    from ose.corpus import match_key, read_corpus
+    from ose.data.corpus import match_key, read_corpus
 
     rt = {match_key(t) for t in read_corpus("rotten_tomatoes").texts}
     sst2 = read_glue_task(SHARED_GLUE, "sst2", seed=0)
@@ -161,7 +161,7 @@ def test_hub_offline_and_not_cached_fails_at_once(tmp_path):
     script = textwrap.dedent(
         """
         import time
-        from ose.glue import HubDatasetUnavailable, load_hub_task
+        from ose.data.glue import HubDatasetUnavailable, load_hub_task
         start = time.perf_counter()
         try:
             load_hub_task("glue", "rte")

@@ -5,7 +5,7 @@ import torch
 from transformers import AutoModelForMaskedLM, RobertaConfig, RobertaForMaskedLM
 
 from ose.arch import Arch, ArchError, Embedding, build_model
-from ose.inherit import (
+from ose.training.inherit import (
     Importance,
     head_dimensions,
     inherit,

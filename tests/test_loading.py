@@ -1,8 +1,8 @@
 import pytest
 from transformers.utils import logging as hf_logging
 
-from ose.finetune import load_encoder
-from ose.loading import quietly
+from ose.finetuning.classifier import load_encoder
+from ose.pipeline.loading import quietly
 
 
 def test_quietly_silences_transformers_and_restores_its_level():

@@ -11,7 +11,7 @@ import nbformat
 import pytest
 import yaml
 
-from ose import paths
+from ose.pipeline import paths
 
 NOTEBOOKS = sorted(paths.NOTEBOOKS.glob("*.ipynb"))
 DVC = yaml.safe_load((paths.ROOT / "dvc.yaml").read_text())
@@ -132,7 +132,7 @@ def test_stage_runner_keeps_the_record_readable():
     filters = [line for line in text.splitlines() if "PYTHONWARNINGS=" in line]
     assert filters and all("ignore:IProgress not found" in line for line in filters)
     assert not any(f in text for f in ('ignore"', "PYTHONWARNINGS=ignore", "-W ignore")), "a blanket filter"
-    assert "-m ose.rendered" in text
+    assert "-m ose.pipeline.rendered" in text
 
 
 def test_report_outputs_survive_a_stage_that_fails_to_start():

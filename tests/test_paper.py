@@ -6,9 +6,11 @@ import json
 
 import pytest
 
-from ose import costs, paper, paths
+from ose import paper
 from ose.arch import preset
-from ose.costs import param_count
+from ose.pipeline import paths
+from ose.search import objectives as costs
+from ose.search.objectives import param_count
 
 
 def _ours() -> dict[str, float]:

@@ -19,18 +19,24 @@ import torch
 from tokenizers import ByteLevelBPETokenizer
 from transformers import AutoTokenizer, RobertaConfig, RobertaForMaskedLM, RobertaTokenizerFast
 
-from ose import data
-from ose.agora import NearestNeighbourSubstitution, input_embeddings
 from ose.arch import Arch, Embedding
-from ose.comparison import ARMS, compare_on_task
 from ose.configs import MaskedLMTraining
-from ose.distill import KDWeights, fixed_sample, surrogate_error
-from ose.extract import load_teacher
-from ose.finetune import FineTuneConfig, encode_frame, fine_tune, load_encoder
-from ose.glue import read_glue_task
-from ose.mlm import IGNORE, mask_tokens
-from ose.pretrain import PretrainJob, check_loads, final_evaluation, launch
-from ose.teacher import adapt, check_architecture, heldout_evaluator, load_masked_lm, special_ids
+from ose.data import prepare as data
+from ose.data.glue import read_glue_task
+from ose.finetuning.agora import NearestNeighbourSubstitution, input_embeddings
+from ose.finetuning.classifier import FineTuneConfig, encode_frame, fine_tune, load_encoder
+from ose.finetuning.comparison import ARMS, compare_on_task
+from ose.search.extraction import load_teacher
+from ose.training.distill import KDWeights, fixed_sample, surrogate_error
+from ose.training.mlm import IGNORE, mask_tokens
+from ose.training.pretraining import PretrainJob, check_loads, final_evaluation, launch
+from ose.training.source_model import (
+    adapt,
+    check_architecture,
+    heldout_evaluator,
+    load_masked_lm,
+    special_ids,
+)
 
 GLUE = Path(__file__).parent / "fixtures" / "glue"
 SPECIALS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # RoBERTa's ids 0..4
@@ -265,7 +271,7 @@ def test_source_encoder_is_roberta_without_pooler(roberta_dir):
 
 def test_agora_generator_writes_clean_text_with_a_byte_level_vocabulary(roberta_dir):
     """A single byte of a byte-level BPE vocabulary decodes to U+FFFD or a control character: the
-    generator must never write one into a text (it did before `ose.agora._writable`)."""
+    generator must never write one into a text (it did before `ose.finetuning.agora._writable`)."""
     teacher, tokenizer, _, _ = load_teacher(roberta_dir)
     generator = NearestNeighbourSubstitution(tokenizer, input_embeddings(teacher), k=5, fraction=0.5, n_new=3)
     task = read_glue_task(GLUE, "rte", dev_fraction=3 / 7, seed=0)

@@ -5,8 +5,6 @@ import sys
 import pytest
 import yaml
 
-from ose import paths
-from ose.environment import check_environment, main
 from ose.params import (
     ParamsError,
     from_dict,
@@ -16,6 +14,8 @@ from ose.params import (
     render_profile,
     use_profile,
 )
+from ose.pipeline import paths
+from ose.preflight import check_environment, main
 
 
 @pytest.fixture
@@ -221,7 +221,7 @@ def test_cli_check_prints_one_error_line_and_exits_2(tmp_path, capsys, old, new,
 
 
 def _corpus(name: str, counts: dict[str, int]):
-    from ose.corpus import Corpus, Provenance
+    from ose.data.corpus import Corpus, Provenance
 
     labels = [label for label, n in counts.items() for _ in range(n)]
     texts = [f"{name} text {i}" for i in range(len(labels))]

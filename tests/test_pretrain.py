@@ -14,8 +14,9 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
-from ose.data import load_blocks, save_blocks
-from ose.pretrain import (
+from ose.data.prepare import load_blocks, save_blocks
+from ose.training.loop import CHECKPOINT
+from ose.training.pretraining import (
     HISTORY,
     PretrainJob,
     check_loads,
@@ -25,8 +26,7 @@ from ose.pretrain import (
     launch,
     write_job,
 )
-from ose.teacher import save_pretrained
-from ose.training import CHECKPOINT
+from ose.training.source_model import save_pretrained
 
 EMB = Embedding(vocab_size=30522, max_positions=24, type_vocab_size=2)
 
@@ -155,7 +155,7 @@ def test_killed_run_resumes_to_the_same_student(workdir, init):
     killed = make_job(workdir, f"killed-{init}", steps=40, init=init)
     job_path = write_job(killed, workdir / f"killed-{init}.json")
     process = subprocess.Popen(
-        [sys.executable, "-m", "ose.pretrain", str(job_path)],
+        [sys.executable, "-m", "ose.training.pretraining", str(job_path)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -211,7 +211,7 @@ def test_two_processes_train_with_ddp(workdir):
 def test_kd_arms_share_the_teachers_states_without_changing_a_bit(workdir):
     """The second KD arm reads the teacher's encoder states the first computed, step by step, and
     trains exactly the student a cold run trains (the teacher runs once per step for both)."""
-    from ose import pretrain
+    from ose.training import pretraining as pretrain
 
     pretrain.TEACHER_STATES.__init__()
     launch(make_job(workdir, "share_random"), progress=False)
@@ -234,7 +234,7 @@ def test_kd_arms_share_the_teachers_states_without_changing_a_bit(workdir):
 
 
 def test_other_batches_do_not_read_the_shared_states(workdir):
-    from ose import pretrain
+    from ose.training import pretraining as pretrain
 
     pretrain.TEACHER_STATES.__init__()
     launch(make_job(workdir, "share_seed5"), progress=False)

@@ -1,4 +1,4 @@
-"""`ose.progress`: a live bar in a terminal, a few lines elsewhere (a rendered notebook keeps every
+"""`ose.pipeline.progress`: a live bar in a terminal, a few lines elsewhere (a rendered notebook keeps every
 write as one stream output; a redrawn bar once left 2,428 of them in one notebook)."""
 
 import ast
@@ -8,8 +8,8 @@ import itertools
 import pytest
 from tqdm.std import tqdm
 
-from ose import paths
-from ose.progress import Lines, bar, format_seconds
+from ose.pipeline import paths
+from ose.pipeline.progress import Lines, bar, format_seconds
 
 
 class Terminal(io.StringIO):
@@ -137,8 +137,8 @@ MODULES = sorted((paths.ROOT / "ose").rglob("*.py"))
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(paths.ROOT)))
 def test_progress_is_shown_only_through_ose_progress(module):
-    """tqdm directly (and tqdm.auto, whose notebook path warns "IProgress not found") only in ose.progress."""
-    if module.name == "progress.py" and module.parent.name == "ose":
+    """tqdm directly (and tqdm.auto, whose notebook path warns "IProgress not found") only in ose.pipeline.progress."""
+    if module.name == "progress.py" and module.parent.name == "pipeline":
         return
     tree = ast.parse(module.read_text(encoding="utf-8"))
     imported = itertools.chain.from_iterable(
@@ -147,4 +147,4 @@ def test_progress_is_shown_only_through_ose_progress(module):
         if isinstance(node, ast.Import | ast.ImportFrom)
     )
     offending = [name for name in imported if name == "tqdm" or name.startswith("tqdm.")]
-    assert not offending, f"{module.name} imports {offending}: use `from ose.progress import bar`"
+    assert not offending, f"{module.name} imports {offending}: use `from ose.pipeline.progress import bar`"

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from ose.ranking import kendall_tau_b, seed_noise, stratified_sample, tau_with_ci, w_regret
+from ose.search.ranking import kendall_tau_b, seed_noise, stratified_sample, tau_with_ci, w_regret
 
 
 def test_tau_b_on_hand_made_rankings():

@@ -1,5 +1,5 @@
 """Rendered notebooks read as a report: figures inline, a few progress lines, no warning about
-progress widgets, no absolute path of the machine that ran them (`ose.rendered`, `scripts/stage`)."""
+progress widgets, no absolute path of the machine that ran them (`ose.pipeline.rendered`, `scripts/stage`)."""
 
 import datetime as dt
 import json
@@ -13,7 +13,7 @@ import pytest
 import yaml
 from test_reproducible import BARE_PATH, copy_worktree
 
-from ose import paths, rendered, timing
+from ose.pipeline import paths, rendered, timing
 
 MAX_STREAM_OUTPUTS = 50  # issue #16: none had fewer than 60 lines of redrawn bars before
 

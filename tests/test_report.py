@@ -1,9 +1,10 @@
 """The report renders from the stages' typed results alone, and says which stages have not run."""
 
 from ose import paper
-from ose.report import read_metrics, read_table, render
-from ose.results import write_table
-from ose.stages import finetune, torus
+from ose.pipeline.results import write_table
+from ose.reporting.report import read_metrics, read_table, render
+from ose.stages import agora_torus as torus
+from ose.stages import finetune
 
 
 def _finetune(task: str, profile: str, plain: list[float], gain: float) -> finetune.Result:
@@ -108,7 +109,7 @@ def test_tables_read_back_typed(tmp_path):
 
 
 def test_why_the_smallest_architecture_is_explained_with_numbers(tmp_path):
-    from ose.report import _why_smallest
+    from ose.reporting.report import _why_smallest
     from ose.stages.extract import Result
 
     geometry = {
@@ -157,7 +158,7 @@ def _pretrain_result(kd: float, mlm: float, inherited: float):
 
 
 def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
-    from ose.report import VERDICTS, Metrics, claims
+    from ose.reporting.report import VERDICTS, Metrics, claims
 
     rows = claims(Metrics(), tmp_path)  # nothing has run
     assert len(rows) == 8 and {r["verdict"] for r in rows} == {"not testable here"}
@@ -172,7 +173,7 @@ def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
 
 
 def test_pretraining_section_states_the_kd_verdict_and_the_inherited_fraction():
-    from ose.report import pretraining_section
+    from ose.reporting.report import pretraining_section
     from ose.stages import teacher
 
     t = teacher.Result(
@@ -204,7 +205,7 @@ def test_report_reads_only_the_tasks_it_is_given(tmp_path):
 
 
 def test_a_t_interval_excluding_zero_is_stated_beside_the_corrected_verdict():
-    from ose.report import _uncorrected
+    from ose.reporting.report import _uncorrected
 
     effects = {
         "agora_vs_plain": {"mean": 0.038, "ci_low": 0.009, "ci_high": 0.066, "t_p": 0.018},

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ose import paths
+from ose.pipeline import paths
 
 REMEASURED = {"benchmark"}  # times the presets and the student again on every run, on purpose
 BARE_PATH = "/usr/bin:/bin"  # a fresh shell: no virtual environment on PATH

@@ -1,10 +1,11 @@
-"""ose.row_cache: resumable CSV row caches, and the two caches built on it."""
+"""ose.pipeline.row_cache: resumable CSV row caches, and the two caches built on it."""
 
 import pytest
 
-from ose import cost_model, row_cache, surrogate
+from ose.pipeline import row_cache
+from ose.search import cost_model, surrogate
 
-# Files as the latency cache and a surrogate shard were written before `ose.row_cache` existed
+# Files as the latency cache and a surrogate shard were written before `ose.pipeline.row_cache` existed
 # (csv's excel dialect: CRLF line ends; floats as repr). They must read back and rewrite unchanged.
 LATENCY_CACHE = (
     b"space,arch,batch_size,seq_len,threads,warmup,repeats,median_ms,iqr_ms\r\n"

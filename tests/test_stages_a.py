@@ -6,14 +6,14 @@ from dataclasses import asdict, fields, replace
 import pandas as pd
 import pytest
 
-from ose import fptas
 from ose.arch import BERT_EMBEDDING, Arch
-from ose.cost_model import CostModel, Costs, LatencySettings, SpaceFit
-from ose.distill import MLM_ONLY, KDWeights
-from ose.extract import EXPONENT_ABLATION
+from ose.data.tasks import TaskData
 from ose.params import from_dict, render_profile
+from ose.search import fptas
+from ose.search.cost_model import CostModel, Costs, LatencySettings, SpaceFit
+from ose.search.extraction import EXPONENT_ABLATION
 from ose.stages import costs, data, extract, pretrain, teacher
-from ose.tasks import TaskData
+from ose.training.distill import MLM_ONLY, KDWeights
 
 MACHINE = ["machine"]
 # The metrics keys, in order, as the notebooks wrote them before the stages moved into ose.stages:

@@ -1,6 +1,6 @@
 """Stages finetune, agora_torus, benchmark and report (`ose.stages`): their results keep the metrics
 files' keys, in order; the benchmark exports nothing without `benchmark.onnx`; the report stage
-writes what `ose.report.render` renders."""
+writes what `ose.reporting.report.render` renders."""
 
 import dataclasses
 import json
@@ -10,12 +10,14 @@ import shutil
 import pandas as pd
 import pytest
 
-from ose import paper, paths
+from ose import paper
 from ose.arch import Arch, Embedding, build_model
-from ose.comparison import CONCLUSIONS
+from ose.finetuning.comparison import CONCLUSIONS
 from ose.params import load
-from ose.report import agora_holm, finetune_section, render
-from ose.stages import benchmark, finetune, report, torus
+from ose.pipeline import paths
+from ose.reporting.report import agora_holm, finetune_section, render
+from ose.stages import agora_torus as torus
+from ose.stages import benchmark, finetune, report
 
 METRICS = paths.ROOT / "reports" / "metrics"
 TABLES = paths.ROOT / "reports" / "tables"
@@ -252,7 +254,7 @@ def _claims(statuses: dict[tuple[int, int], tuple[float, float, float]], claimed
 
 
 def test_speed_claims_verdicts_and_the_section_give_every_ratio_an_interval(tmp_path, monkeypatch):
-    from ose.report import speed_claims, speed_section
+    from ose.reporting.report import speed_claims, speed_section
 
     result, _ = _benchmark(tmp_path, monkeypatch, onnx=True)
     assert [c["verdict"] for c in speed_claims(result)] == ["not testable here"] * 2

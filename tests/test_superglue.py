@@ -1,4 +1,4 @@
-"""ose.superglue: BoolQ, CB, COPA and RTE from the classic JSONL layout and through `datasets`."""
+"""ose.data.superglue: BoolQ, CB, COPA and RTE from the classic JSONL layout and through `datasets`."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ose.glue import HubDatasetUnavailable
-from ose.params import ParamsError, from_dict, render_profile
-from ose.superglue import (
+from ose.data.glue import HubDatasetUnavailable
+from ose.data.superglue import (
     SUPERGLUE_LAYOUTS,
     copa_pair,
     hub_superglue_task,
@@ -22,7 +21,8 @@ from ose.superglue import (
     read_superglue_task,
     superglue_frame,
 )
-from ose.tasks import load_task, save_task, score
+from ose.data.tasks import load_task, save_task, score
+from ose.params import ParamsError, from_dict, render_profile
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -158,8 +158,8 @@ def test_hub_offline_and_not_cached_fails_at_once_with_one_line(tmp_path):
     """In a fresh process with an empty HF cache, so a cached copy elsewhere cannot hide it."""
     script = textwrap.dedent(
         """
-        from ose.glue import HubDatasetUnavailable
-        from ose.superglue import hub_superglue_task
+        from ose.data.glue import HubDatasetUnavailable
+        from ose.data.superglue import hub_superglue_task
         try:
             hub_superglue_task("copa")
         except HubDatasetUnavailable as error:

@@ -2,12 +2,12 @@
 
 import pytest
 
-from ose import fptas
 from ose.arch import Arch, Embedding
-from ose.costs import op_count, param_count
-from ose.extract import reference_point, size_of, space_geometry
-from ose.fptas import Point
-from ose.surrogate_check import check_table, recommend_steps
+from ose.search import fptas
+from ose.search.extraction import reference_point, size_of, space_geometry
+from ose.search.fptas import Point
+from ose.search.objectives import op_count, param_count
+from ose.search.surrogate_check import check_table, recommend_steps
 
 EMB = Embedding(vocab_size=99, max_positions=17, type_vocab_size=2)
 

@@ -1,4 +1,4 @@
-"""ose.tasks: task specs, seeded stratified splits, saving/loading, metrics."""
+"""ose.data.tasks: task specs, seeded stratified splits, saving/loading, metrics."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ose.corpus import Corpus, Provenance
-from ose.tasks import (
+from ose.data.corpus import Corpus, Provenance
+from ose.data.tasks import (
     TASK_NAMES,
     TaskData,
     build_task,
@@ -291,16 +291,16 @@ def test_builtin_task_names_agree_with_the_config_constants():
 
 
 def test_a_user_spec_is_known_by_name_after_make_task_data_and_after_load_task(tmp_path, monkeypatch):
-    import ose.tasks
+    import ose.data.tasks
 
-    monkeypatch.setattr(ose.tasks, "_USER_SPECS", {})
+    monkeypatch.setattr(ose.data.tasks, "_USER_SPECS", {})
     spec = classification_spec("stance", 2, ["against", "neutral", "for"], "macro_f1")
     assert spec.text_columns == ("text_a", "text_b") and spec.metric_names == ("macro_f1", "accuracy")
     frame = pd.DataFrame({"text_a": list("abcdef"), "text_b": list("ABCDEF"), "label": [0, 1, 2, 0, 1, 2]})
     task = make_task_data("stance", frame, frame[:3], frame[3:], spec=spec)
     assert task.label_names == ("against", "neutral", "for") and main_metric("stance") == "macro_f1"
     save_task(task, tmp_path)
-    monkeypatch.setattr(ose.tasks, "_USER_SPECS", {})  # a new process
+    monkeypatch.setattr(ose.data.tasks, "_USER_SPECS", {})  # a new process
     with pytest.raises(ValueError, match=r"task must be one of \[.*'copa'\], got 'stance'"):
         task_spec("stance")
     loaded = load_task(tmp_path)

@@ -7,7 +7,7 @@ from transformers import AutoTokenizer
 
 from ose.arch import Arch, Embedding, build_model
 from ose.configs import MaskedLMTraining
-from ose.teacher import (
+from ose.training.source_model import (
     SourceUnavailable,
     adapt,
     check_architecture,
@@ -118,7 +118,7 @@ def test_hub_id_must_be_in_the_cache_offline(tmp_path, monkeypatch):
 
 
 def test_loading_report_names_a_missing_head_and_refuses_missing_encoder_weights():
-    from ose.teacher import check_loading
+    from ose.training.source_model import check_loading
 
     head = {"missing_keys": ["cls.predictions.bias", "cls.predictions.transform.dense.weight"]}
     assert "no masked-LM head" in check_loading(

@@ -1,4 +1,4 @@
-"""`ose.timing`: the stage times `make reproduce` prints, read from hand-made rendered notebooks."""
+"""`ose.pipeline.timing`: the stage times `make reproduce` prints, read from hand-made rendered notebooks."""
 
 import datetime as dt
 import json
@@ -7,7 +7,7 @@ import nbformat
 import pytest
 import yaml
 
-from ose import paths, timing
+from ose.pipeline import paths, timing
 
 SINCE = dt.datetime(2026, 12, 1, 22, 0, tzinfo=dt.UTC)
 DVC = {

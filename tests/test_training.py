@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from ose.arch import Arch, Embedding, build_model
-from ose.mlm import IGNORE, evaluate_mlm, mask_tokens, masked_logits, mlm_loss
-from ose.training import CHECKPOINT, KeepBest, TrainConfig, linear_schedule, train
+from ose.training.loop import CHECKPOINT, KeepBest, TrainConfig, linear_schedule, train
+from ose.training.mlm import IGNORE, evaluate_mlm, mask_tokens, masked_logits, mlm_loss
 
 EMB = Embedding(vocab_size=99, max_positions=19, type_vocab_size=2)
 SPECIAL = [0, 1, 2, 3]  # pad, cls, sep, mask in this toy vocabulary
@@ -131,7 +131,7 @@ def test_checkpoint_of_another_run_is_ignored(tmp_path, capsys):
 
 def test_checkpoint_of_other_code_is_not_resumed(tmp_path, capsys, monkeypatch):
     """A persisted checkpoint outlives a code change that DVC re-runs the stage for."""
-    from ose import training
+    from ose.training import loop as training
 
     blocks, config = toy_blocks(), TrainConfig(steps=3, lr=1e-3, warmup_steps=0, checkpoint_every=1)
     model = build_model(Arch(2, 4, 36, 37), EMB, head="mlm", seed=0)

@@ -1,4 +1,4 @@
-"""ose.user_tasks: the user's own CSV/TSV/JSONL task through params, stage data and fine-tuning."""
+"""ose.data.user_tasks: the user's own CSV/TSV/JSONL task through params, stage data and fine-tuning."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 from transformers import BertTokenizer
 
-from ose import tasks as tasks_module
 from ose.configs import UserTask
+from ose.data import tasks as tasks_module
+from ose.data.tasks import load_task, main_metric, save_task, score, task_spec
+from ose.data.user_tasks import UserTaskError, label_order, read_user_task
 from ose.params import ParamsError, from_dict, render_profile
-from ose.tasks import load_task, main_metric, save_task, score, task_spec
-from ose.user_tasks import UserTaskError, label_order, read_user_task
 
 GOOD = ["great", "lovely", "superb", "fine", "moving", "witty", "bright"]
 BAD = ["awful", "dull", "tedious", "bland", "clumsy", "muddled", "flat"]
@@ -58,7 +58,7 @@ def params_with(data: dict, finetune_tasks: list[str]):
 @pytest.mark.slow
 def test_csv_with_string_labels_runs_through_stage_data_and_fine_tuning(tmp_path, clean_registry):
     from ose.arch import Arch, Embedding, build_model
-    from ose.finetune import FineTuneConfig, fine_tune, predict
+    from ose.finetuning.classifier import FineTuneConfig, fine_tune, predict
     from ose.stages.data import Paths, run
 
     reviews(48, seed=0).to_csv(tmp_path / "my_reviews.csv", index=False)

@@ -1,14 +1,14 @@
 """Stage `benchmark` (notebook 08): CPU latency of BERT-large, BERT-base, Bort, the source and the student.
 
-Every network is timed in one process, in interleaved rounds (`ose.bench.benchmark_models`), at the
+Every network is timed in one process, in interleaved rounds (`ose.speed.bench.benchmark_models`), at the
 (batch, seq) cells of `benchmark.batch_sizes` × `benchmark.seq_lens`; the models of
 `benchmark.grid_models` at every cell, the others at the smallest one. Every speed-up is the
 geometric mean of per-round ratios with a 95% bootstrap interval over the rounds
-(`ose.bench.speedups`). The paper's two claims (Bort ~20× faster than BERT-large, 7.9× than
+(`ose.speed.bench.speedups`). The paper's two claims (Bort ~20× faster than BERT-large, 7.9× than
 BERT-base) are located on that grid: at each cell the claim "holds" (inside the interval), is
 "exceeded" or falls "short". With `benchmark.onnx` the student is also exported to ONNX Runtime,
 plain and int8-quantised, checked against PyTorch and timed in the same rounds; the int8 ratios
-come with their spread across rounds and a split-half stability check (`ose.bench.stability`).
+come with their spread across rounds and a split-half stability check (`ose.speed.bench.stability`).
 Without it nothing is exported, and `onnx_dir` holds only a note saying so (DVC still finds the
 stage's output).
 """
@@ -21,14 +21,16 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from transformers import AutoModel
 
-from ose import bench, figures, paper
+from ose import paper
 from ose.arch import build_model, from_bert_config, preset
-from ose.atomic import write_text_atomic
-from ose.loading import quietly
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult, markdown_table, write_table
-from ose.teacher import resolve_source
+from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.loading import quietly
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.reporting import figures
+from ose.speed import bench
+from ose.training.source_model import resolve_source
 
 # (model, reference) pairs reported, wherever both were timed in the same cell
 COMPARISONS = (
@@ -124,7 +126,7 @@ class Paths:
 @dataclass(frozen=True)
 class Result(StageResult):
     """reports/metrics/benchmark.json. A speed-up is a dict: the cell (batch, seq) and `speedup`,
-    `ci_low`, `ci_high` (95% bootstrap over rounds, `ose.bench.ratio_ci`); the `speedup_*` and
+    `ci_low`, `ci_high` (95% bootstrap over rounds, `ose.speed.bench.ratio_ci`); the `speedup_*` and
     `ort_*` fields hold the headline cell's (smallest batch and sequence); None when a model was
     not measured."""
 
@@ -144,7 +146,7 @@ class Result(StageResult):
     ort_int8_vs_fp32_extracted: dict | None
     paper_claims: list[dict]  # per claim and cell: the speed-up and where the paper's figure sits
     int8_stability: list[dict]  # per int8 comparison and cell: spread across rounds, split halves
-    onnx_equivalence: dict  # session name → `ose.bench.check_equivalence`; empty without benchmark.onnx
+    onnx_equivalence: dict  # session name → `ose.speed.bench.check_equivalence`; empty without benchmark.onnx
     gemm_peak_gflops: float
     paper_speedup_vs_bert_large: float
     paper_speedup_vs_bert_base: float
@@ -200,7 +202,7 @@ def _save(fig, path: Path) -> Path:
 
 
 def time_models(params: Params, models: dict, progress: bool = True) -> bench.Timings:
-    """`ose.bench.benchmark_models` with the stage's settings; `grid_models` not loaded are dropped."""
+    """`ose.speed.bench.benchmark_models` with the stage's settings; `grid_models` not loaded are dropped."""
     cfg = params.benchmark
     return bench.benchmark_models(
         models,
@@ -234,7 +236,7 @@ def _compact(row: dict) -> dict:
 
 def paper_claims(speedups: list[dict]) -> list[dict]:
     """Per paper claim and measured cell: our speed-up, its interval, and where the paper's figure
-    sits against it (`ose.bench.claim_status`: holds, exceeded, short)."""
+    sits against it (`ose.speed.bench.claim_status`: holds, exceeded, short)."""
     out = []
     for model, reference, claimed in PAPER_CLAIMS:
         for row in speedups:
@@ -253,7 +255,7 @@ def paper_claims(speedups: list[dict]) -> list[dict]:
 
 def int8_stability(rounds: list[dict], speedups: list[dict]) -> list[dict]:
     """The int8 student's ratios (to fp32 ONNX and to PyTorch) at each cell, with the spread across
-    rounds and the split-half check (`ose.bench.stability`)."""
+    rounds and the split-half check (`ose.speed.bench.stability`)."""
     out = []
     for model, reference in INT8:
         paired = bench.paired_rounds(rounds, model, reference)

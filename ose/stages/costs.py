@@ -2,7 +2,7 @@
 
 For each space (`default`, `paper`) a seeded sample of ξ is timed (cached row by row in
 `latency_cache`, so an interrupted run resumes), a polynomial cost model is fitted and scored on
-held-out ξ (`ose.cost_model`), and written to `cost_model_dir/<space>.json` for stage `extract`.
+held-out ξ (`ose.search.cost_model`), and written to `cost_model_dir/<space>.json` for stage `extract`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,15 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import abnc, figures
 from ose.arch import BERT_EMBEDDING, Arch, preset
-from ose.cost_model import LatencySettings, SpaceFit, fit_space
-from ose.costs import bort_size_claims
-from ose.machine import machine_info
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult, markdown_table, write_table
+from ose.pipeline.machine import machine_info
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.reporting import figures
+from ose.search import abnc
+from ose.search.cost_model import LatencySettings, SpaceFit, fit_space
+from ose.search.objectives import bort_size_claims
 
 SPACES = ("default", "paper")  # the spaces that get a cost model, in this order
 BORT_SHAPES = ("bort-paper", "bort-released")  # the shapes of Bort we count against BERT-large

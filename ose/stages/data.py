@@ -1,11 +1,11 @@
 """Stage `data`: seeded task splits, and the pretraining corpus packed into blocks.
 
 Tasks, in this order: our own (`data.tasks`), GLUE (`data.glue_tasks`), SuperGLUE
-(`data.superglue_tasks`, `ose.superglue`) and the user's files (`data.files`, `ose.user_tasks`);
-each is written to `<tasks_dir>/<name>`, where stage finetune reads it (`ose.tasks.load_task`).
+(`data.superglue_tasks`, `ose.data.superglue`) and the user's files (`data.files`, `ose.data.user_tasks`);
+each is written to `<tasks_dir>/<name>`, where stage finetune reads it (`ose.data.tasks.load_task`).
 
 Every dev and test text of every task is kept out of the corpus, which is tokenized with the
-source's tokenizer (`ose.data`). `run` expects params checked against what is installed
+source's tokenizer (`ose.data.prepare`). `run` expects params checked against what is installed
 (`ose.params.load(..., environment=True)`).
 """
 
@@ -16,14 +16,14 @@ from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ose import data
+from ose.data import prepare as data
+from ose.data.superglue import load_superglue_tasks
+from ose.data.tasks import TaskData
+from ose.data.user_tasks import load_user_tasks
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult, markdown_table, write_table
-from ose.superglue import load_superglue_tasks
-from ose.tasks import TaskData
-from ose.teacher import resolve_source
-from ose.user_tasks import load_user_tasks
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.training.source_model import resolve_source
 
 SOURCE_COLUMNS = (
     "name",

@@ -1,11 +1,11 @@
 """Stage `extract`: the surrogate check, the FPTAS at ε, its exhaustive reference, the ε-sweep.
 
-In order: (1) the surrogate check (`ose.surrogate_check`): does ê after s steps rank architectures
+In order: (1) the surrogate check (`ose.search.surrogate_check`): does ê after s steps rank architectures
 as a long run does? It gives s when `extract.max_steps` is `auto`; (2) the FPTAS itself at ε: only
 its ⌈|Ξ|/ε⌉ candidates are trained (|Θ| times each), counted and timed; (3) the exhaustive
 reference (ε = 1), which reuses the FPTAS's rows (ê of a (ξ, θ) pair is deterministic for a fixed
 seed) and gives the approximation ratio at every ε of the sweep and the exponent ablation
-without retraining (`ose.fptas.select_from_table`, `ose.fptas.epsilon_sweep`).
+without retraining (`ose.search.fptas.select_from_table`, `ose.search.fptas.epsilon_sweep`).
 """
 
 from __future__ import annotations
@@ -17,16 +17,18 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import extract, figures, fptas, ranking, surrogate_check
 from ose.arch import PRESETS, Arch
-from ose.cost_model import CostModel
-from ose.data import load_blocks
-from ose.distill import fixed_sample
-from ose.machine import machine_info
+from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult, markdown_table, write_table
-from ose.surrogate import SurrogateJob, evaluate_table, worker_seconds
+from ose.pipeline.machine import machine_info
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.reporting import figures
+from ose.search import extraction as extract
+from ose.search import fptas, ranking, surrogate_check
+from ose.search.cost_model import CostModel
+from ose.search.surrogate import SurrogateJob, evaluate_table, worker_seconds
+from ose.training.distill import fixed_sample
 
 SWEEP_SHOWN_COLUMNS = ["epsilon", "n_candidates", "n_trainings", "arch", "w", "approx_ratio", "seconds"]
 CANDIDATE_COLUMNS = ["arch", "p", "i", "theta", "error", "w", "pareto", "fptas_candidate"]
@@ -59,7 +61,7 @@ class Result(StageResult):
     n_space: int
     n_candidates: int
     n_trainings: int
-    approx_ratio: float  # W(ε) / W(ε = 1), 1 when both are 0 (`ose.fptas.epsilon_sweep`)
+    approx_ratio: float  # W(ε) / W(ε = 1), 1 when both are 0 (`ose.search.fptas.epsilon_sweep`)
     exhaustive_arch: str
     exhaustive_w: float
     exhaustive_trainings: int
@@ -81,7 +83,7 @@ class Result(StageResult):
     max_steps: int | None = None  # the s the FPTAS trained with
     max_steps_reason: str | None = None  # why: the params, or the surrogate check's rule
     surrogate_check: list | None = None  # per s: tau_b, ci_low, ci_high, pick, best, w_regret
-    seed_noise: dict | None = None  # of ê at the smallest s (`ose.ranking.seed_noise`)
+    seed_noise: dict | None = None  # of ê at the smallest s (`ose.search.ranking.seed_noise`)
     geometry: dict | None = None  # each space's ranges relative to its reference network
     position: int | None = None  # of the extracted ξ in the (p, i) order of the space, 1 = smallest
     fptas_trainings: int | None = None  # what the FPTAS at ε trained itself

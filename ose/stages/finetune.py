@@ -1,7 +1,7 @@
 """Stage `finetune` (notebook 06, one DVC stage per task): Agora against plain fine-tuning and a
 compute-matched control, paired by seed, in Agora's regime (a scarce, balanced train sample).
 
-`ose.comparison.compare_on_task` on one task prepared by stage `data`, for every student of
+`ose.finetuning.comparison.compare_on_task` on one task prepared by stage `data`, for every student of
 `finetune.students` (pretrain's arms), with the teacher's input embeddings as Agora's generator.
 Writes the per-seed test scores (paired, one row per seed), every arm's metrics, both loops'
 rounds, one figure (scores per seed and the paired differences with their 95% CIs) and the
@@ -16,9 +16,10 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import figures
-from ose.agora import NearestNeighbourSubstitution, input_embeddings
-from ose.comparison import (
+from ose.configs import FineTune
+from ose.data.tasks import TaskData, load_task
+from ose.finetuning.agora import NearestNeighbourSubstitution, input_embeddings
+from ose.finetuning.comparison import (
     ARMS,
     arm_rows,
     arm_scores,
@@ -32,13 +33,12 @@ from ose.comparison import (
     score_rows,
     summarise,
 )
-from ose.configs import FineTune
-from ose.extract import load_teacher
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult, markdown_table, write_table
-from ose.tasks import TaskData, load_task
-from ose.teacher import resolve_source
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.reporting import figures
+from ose.search.extraction import load_teacher
+from ose.training.source_model import resolve_source
 
 
 @dataclass(frozen=True)

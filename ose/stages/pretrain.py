@@ -2,9 +2,9 @@
 
 `pretrain.arms` (`ose.configs.PRETRAIN_ARMS`): `kd`, random init + knowledge distillation (the
 paper's recipe); `mlm`, random init + masked-LM only (the control for "distillation helps");
-`inherited_kd`, ξ sliced from the teacher's weights (`ose.inherit`) + KD, an extension beyond the
+`inherited_kd`, ξ sliced from the teacher's weights (`ose.training.inherit`) + KD, an extension beyond the
 paper. All train the same ξ on the same data, steps, batches and masking (same seed), resumably and
-over `pretrain.nproc` processes (`ose.pretrain.launch`), and are saved with `save_pretrained`. The
+over `pretrain.nproc` processes (`ose.training.pretraining.launch`), and are saved with `save_pretrained`. The
 teacher is scored on the same held-out blocks (one fixed masking) for reference.
 """
 
@@ -15,19 +15,19 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import figures
 from ose.configs import PRETRAIN_ARMS
-from ose.data import load_blocks
-from ose.distill import MLM_ONLY
-from ose.extract import load_teacher, read_extracted
-from ose.machine import machine_info
-from ose.mlm import EVAL_BATCH_SIZE
+from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.paths import resolve
-from ose.pretrain import PretrainJob, check_loads, final_evaluation, launch
-from ose.results import StageResult, markdown_table, write_table
-from ose.teacher import heldout_evaluator
-from ose.training import tokens_per_second
+from ose.pipeline.machine import machine_info
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult, markdown_table, write_table
+from ose.reporting import figures
+from ose.search.extraction import load_teacher, read_extracted
+from ose.training.distill import MLM_ONLY
+from ose.training.loop import tokens_per_second
+from ose.training.mlm import EVAL_BATCH_SIZE
+from ose.training.pretraining import PretrainJob, check_loads, final_evaluation, launch
+from ose.training.source_model import heldout_evaluator
 
 # How each arm is labelled in tables and figures; `inherited_kd` is marked as beyond the paper.
 LABELS = {

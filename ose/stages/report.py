@@ -1,6 +1,6 @@
 """Stage `report` (notebook 09): every stage's results beside the paper's claims, as reports/README.md.
 
-The content is `ose.report.render`'s. This stage writes no metrics file: its output is the report.
+The content is `ose.reporting.report.render`'s. This stage writes no metrics file: its output is the report.
 """
 
 from __future__ import annotations
@@ -8,11 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ose.atomic import write_text_atomic
 from ose.params import Params
-from ose.paths import resolve
-from ose.report import not_run, render
-from ose.results import StageResult
+from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult
+from ose.reporting.report import not_run, render
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Stage `teacher`: the source model with a working masked-LM head.
 
-The source is adapted (encoder and head) by masked-LM training on the corpus (`ose.teacher.adapt`,
+The source is adapted (encoder and head) by masked-LM training on the corpus (`ose.training.source_model.adapt`,
 resumable from `checkpoint_dir`), unless `teacher.steps` is 0 (a source whose head is trained is
 used as is). Held-out masked-token accuracy and cross-entropy are measured before and after, on
 the same fixed masking.
@@ -14,14 +14,20 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import torch
 
-from ose import figures
-from ose.data import load_blocks
-from ose.machine import machine_info
+from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.paths import resolve
-from ose.results import StageResult
-from ose.teacher import adapt, check_architecture, heldout_evaluator, load_masked_lm, save_pretrained
-from ose.training import tokens_per_second
+from ose.pipeline.machine import machine_info
+from ose.pipeline.paths import resolve
+from ose.pipeline.results import StageResult
+from ose.reporting import figures
+from ose.training.loop import tokens_per_second
+from ose.training.source_model import (
+    adapt,
+    check_architecture,
+    heldout_evaluator,
+    load_masked_lm,
+    save_pretrained,
+)
 
 
 @dataclass(frozen=True)

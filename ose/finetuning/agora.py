@@ -1,0 +1,528 @@
+"""Agora: fine-tuning with data expansion around the dev set's mistakes (de Wynter, arXiv 2010.07990).
+
+One task at a time. Inputs: `fit(train, θ, seed) -> (model, dev score)`, `predict(model, frame)`, a
+labeller S (`label(frame) -> labels`, in practice the source model fine-tuned on the same train
+split), the train set D, the dev set E, hyperparameter sets Θ (dicts with a "name") and a generator
+g (`generate(mistakes, rng) -> unlabelled frame`). While Θ is non-empty, each round:
+
+1. fine-tunes one model per θ ∈ Θ on the current train set and records its dev score;
+2. takes the round's best model and collects the dev points it gets wrong (`find_mistakes`: for
+   classification a wrong class; for regression an absolute error above `regression_tolerance`
+   times the range of the dev labels, i.e. above 1.0 on STS-B's 0–5 scale);
+3. g makes new points near each mistake, S labels them, and they are appended to the train set;
+4. sorts Θ by score and removes the longest run of sets tied with the worst, at least one
+   (`remove_tied_worst`; our reading of "the longest common sequence rooted at the first element",
+   which gives the paper's bound of at most |Θ| rounds).
+
+Then `replay` extra rounds train the θ of the best model so far on the grown set. The best model
+over all rounds (by dev score; ties keep the earliest) is returned with its θ and a per-round log.
+
+The control arm (`anchor="random_train"`) is the same loop with step 3's anchors drawn at random
+from the original train set instead of the dev mistakes, optionally adding exactly the number of
+points Agora added in each round (`points_per_round`): it trains on as many S-labelled points, so
+as many steps, and differs from Agora only in where the new points lie. It separates "points near
+the dev mistakes" from "more S-labelled points anywhere".
+
+Two readings of ours: each θ is fitted with the same seed in every round (drawn once from the rng),
+so a change between rounds comes from the data alone; and step 3 is skipped in the last round
+(nothing would be trained on those points; S, often the largest model, is not run for nothing).
+
+Agora reads only D and E: `agora` takes frames, never a `TaskData`, and `agora_on_task` reads only
+`task.train` and `task.dev`. Every reported score must be on a test split Agora never saw.
+
+`NearestNeighbourSubstitution` is the default generator for text: it replaces a fraction of a
+text's tokens by nearest neighbours in the teacher's input-embedding space.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ose.configs import GeneratorConfig  # noqa: F401 (re-exported)
+from ose.finetuning.classifier import text_columns_of
+from ose.pipeline.progress import bar as progress_bar
+
+Theta = Mapping[str, Any]
+Fit = Callable[[pd.DataFrame, Theta, int], tuple[Any, float]]
+Predict = Callable[[Any, pd.DataFrame], np.ndarray]
+Label = Callable[[pd.DataFrame], Sequence]
+Generate = Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]
+
+
+def _key(value: float) -> float:
+    """A NaN score ranks below every number."""
+    return -math.inf if math.isnan(value) else value
+
+
+def remove_tied_worst(scores: Mapping[str, float], tolerance: float = 0.0) -> list[str]:
+    """Names of the θ Agora drops after a round: sort by score, worst first, and take the run from
+    the first one of those within `tolerance` of the worst (at least the worst itself).
+
+    Ties in sorting keep the order of `scores` (stable). NaN scores are the worst.
+    """
+    if not scores:
+        raise ValueError("no scores: Θ is empty")
+    ordered = sorted(scores, key=lambda name: _key(scores[name]))
+    worst = _key(scores[ordered[0]])
+    removed = [ordered[0]]
+    for name in ordered[1:]:
+        if _key(scores[name]) - worst > tolerance:
+            break
+        removed.append(name)
+    return removed
+
+
+def find_mistakes(
+    predictions: Sequence, labels: Sequence, is_regression: bool = False, regression_tolerance: float = 0.2
+) -> np.ndarray:
+    """Boolean mask of the dev points a model gets wrong.
+
+    Classification: predicted class != label. Regression: |prediction − label| > regression_tolerance
+    × (max − min of the labels), e.g. an error above 1.0 on STS-B's 0–5 similarity scale.
+    """
+    predictions, labels = np.asarray(predictions), np.asarray(labels)
+    if predictions.shape[0] != labels.shape[0]:
+        raise ValueError(f"{predictions.shape[0]} predictions for {labels.shape[0]} labels")
+    if not is_regression:
+        if predictions.ndim == 2:
+            predictions = predictions.argmax(axis=1)
+        return predictions.astype(np.int64) != labels.astype(np.int64)
+    predictions = predictions.reshape(len(predictions), -1)[:, 0].astype(np.float64)
+    labels = labels.astype(np.float64)
+    spread = float(labels.max() - labels.min()) if len(labels) else 0.0
+    return np.abs(predictions - labels) > regression_tolerance * spread
+
+
+@dataclass
+class AgoraResult:
+    """What Agora returns: the best model over all rounds, its θ and dev score, and the record.
+
+    log: one dict per round (round, replay, train_size, scores per θ, best_theta, best_score, the
+    best model's `prediction_spread` on dev, what `observe` returned, mistakes, anchors, added,
+    anchor_agreement, removed, remaining). train: the final grown train set. added: every point
+    added, with the generator's columns, S's `label` and the `round` it was made in.
+    """
+
+    model: Any
+    theta: dict
+    dev_score: float
+    best_round: int
+    log: list[dict]
+    train: pd.DataFrame
+    added: pd.DataFrame = field(repr=False)
+    plain_model: Any = field(default=None, repr=False)  # round 1's best: model selection, no expansion
+    plain_theta: dict | None = None
+    plain_dev_score: float = float("nan")
+    anchor: str = "dev_mistakes"  # "random_train": the control arm (`points_around_random_train`)
+
+
+def _check_thetas(thetas: Iterable[Theta]) -> list[dict]:
+    thetas = [dict(t) for t in thetas]
+    if not thetas:
+        raise ValueError("thetas is empty: Agora needs at least one hyperparameter set")
+    names = [t.get("name") for t in thetas]
+    if any(not isinstance(n, str) or not n for n in names):
+        raise ValueError(f"every θ needs a non-empty string 'name'; got names {names}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"θ names must be unique; got {names}")
+    return thetas
+
+
+ANCHORS = ("dev_mistakes", "random_train")  # where step 3 makes new points: Agora, or its control
+Observe = Callable[[Any], Mapping[str, Any]]
+
+
+def prediction_spread(predictions: Sequence, is_regression: bool = False) -> dict:
+    """How varied a model's dev predictions are, to catch a round that collapsed to a constant.
+
+    Classification: the number of distinct classes predicted and the share of the most frequent
+    one. Regression: the standard deviation of the predictions. `constant_predictor` is True when
+    every prediction is the same.
+    """
+    predictions = np.asarray(predictions)
+    if is_regression:
+        values = predictions.reshape(len(predictions), -1)[:, 0].astype(np.float64)
+        spread = float(values.std()) if len(values) else 0.0
+        return {"dev_prediction_std": spread, "constant_predictor": spread == 0.0}
+    if predictions.ndim == 2:
+        predictions = predictions.argmax(axis=1)
+    _, counts = np.unique(predictions, return_counts=True)
+    return {
+        "dev_classes_predicted": len(counts),
+        "dev_majority_share": float(counts.max() / counts.sum()) if len(counts) else math.nan,
+        "constant_predictor": len(counts) <= 1,
+    }
+
+
+def points_around_random_train(
+    train: pd.DataFrame, count: int, target: int | None, generate: Generate, rng: np.random.Generator
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The control's step 3: new points around train points drawn at random, and those anchors.
+
+    Without `target`, `count` anchors (as many as the round's dev mistakes). With it, anchors are
+    drawn in chunks of `count` (at least 1) until `target` points are made, and the points are cut
+    to exactly `target` (fewer only when the train set runs out of anchors). The generator's
+    `source` column then indexes `train` (which must have a 0..n−1 index).
+    """
+    order = rng.permutation(len(train))
+    if target is None:
+        anchors = train.iloc[order[:count]]
+        return (generate(anchors, rng) if len(anchors) else train.iloc[:0]), anchors
+    pieces, made, start, chunk = [], 0, 0, max(1, count)
+    while made < target and start < len(order):
+        piece = generate(train.iloc[order[start : start + chunk]], rng)
+        start += chunk
+        pieces.append(piece)
+        made += len(piece)
+    if not pieces:
+        return train.iloc[:0], train.iloc[:0]
+    return pd.concat(pieces).iloc[:target], train.iloc[order[:start]]
+
+
+def anchor_agreement(new: pd.DataFrame, labels: np.ndarray, anchors: pd.DataFrame) -> float:
+    """Share of new points to which S gives the true label of the point they were made from.
+
+    The new points' own true labels are unknown (they are made-up text); the anchor's label is the
+    best known stand-in, since the generator changes only a few tokens. NaN when the generator
+    names no `source` or nothing was added.
+    """
+    if not len(new) or "source" not in new.columns:
+        return math.nan
+    truth = anchors["label"].reindex(new["source"].to_numpy()).to_numpy(dtype=np.float64)
+    known = ~np.isnan(truth)
+    if not known.any():
+        return math.nan
+    return float(np.mean(labels[known] == truth[known]))
+
+
+def agora(
+    fit: Fit,
+    predict: Predict,
+    label: Label,
+    train: pd.DataFrame,
+    dev: pd.DataFrame,
+    thetas: Iterable[Theta],
+    generate: Generate,
+    rng: np.random.Generator,
+    *,
+    replay: int = 0,
+    is_regression: bool = False,
+    regression_tolerance: float = 0.2,
+    tie_tolerance: float = 0.0,
+    anchor: str = "dev_mistakes",
+    points_per_round: Sequence[int] | None = None,
+    observe: Observe | None = None,
+    progress: bool = True,
+) -> AgoraResult:
+    """Run Agora (see the module docstring) on train set `train` and dev set `dev`.
+
+    Every fit of a round gets the same seed, drawn once from `rng`; `generate` draws from `rng`.
+    `train` and `dev` need the same input columns and `label`; the generator must return frames
+    with the input columns (further columns, e.g. `source`, are kept only in `result.added`).
+    At most |Θ| + `replay` rounds run.
+
+    anchor: "dev_mistakes" (Agora) or "random_train" (the control: new points around random
+    points of the original `train`, as many anchors as the round's dev mistakes).
+    points_per_round: the control only: round r adds exactly points_per_round[r − 1] points (0
+    beyond the list), e.g. what Agora added on the same seed, so both train equally long.
+    tie_tolerance: dev scores within this of the worst count as tied with it (`remove_tied_worst`).
+    observe: called with each round's best model, for the record only (e.g. its test score); what
+    it returns is added to that round's log, and Agora never reads it.
+    """
+    thetas = _check_thetas(thetas)
+    if isinstance(replay, bool) or not isinstance(replay, int) or replay < 0:
+        raise ValueError(f"replay must be a non-negative integer, got {replay!r}")
+    if anchor not in ANCHORS:
+        raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
+    if points_per_round is not None:
+        if anchor != "random_train":
+            raise ValueError("points_per_round applies to anchor='random_train' (the control) only")
+        if any(isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0 for n in points_per_round):
+            raise ValueError(
+                f"points_per_round must hold non-negative integers, got {list(points_per_round)}"
+            )
+    if not tie_tolerance >= 0:
+        raise ValueError(f"tie_tolerance must be a number >= 0, got {tie_tolerance!r}")
+    if "label" not in train.columns or "label" not in dev.columns:
+        raise ValueError("train and dev need a 'label' column")
+    inputs = [c for c in train.columns if c != "label"]
+    missing = [c for c in inputs if c not in dev.columns]
+    if missing:
+        raise ValueError(f"dev lacks the train columns {missing}")
+    original = train.reset_index(drop=True)
+    current = original
+    fit_seed = int(rng.integers(2**31 - 1))
+    remaining, replays_left = thetas, replay
+    best: tuple[Any, dict, float, int] | None = None  # (model, θ, score, round)
+    plain: tuple[Any, dict, float] | None = None  # round 1's best: fine-tuning with model selection only
+    log: list[dict] = []
+    added: list[pd.DataFrame] = []
+    bar = progress_bar(total=len(thetas) + replay, desc="agora rounds", unit="rounds", disable=not progress)
+    round_number = 0
+    while remaining or replays_left:
+        round_number += 1
+        replaying = not remaining
+        active = [best[1]] if replaying else remaining
+        scores: dict[str, float] = {}
+        round_best: tuple[Any, dict, float] | None = None
+        for theta in active:
+            model, dev_score = fit(current, theta, fit_seed)
+            scores[theta["name"]] = float(dev_score)
+            if round_best is None or _key(dev_score) > _key(round_best[2]):
+                round_best = (model, theta, float(dev_score))
+            del model
+        assert round_best is not None
+        if plain is None:
+            plain = round_best
+        if best is None or _key(round_best[2]) > _key(best[2]):
+            best = (round_best[0], round_best[1], round_best[2], round_number)
+        if replaying:
+            removed, replays_left = [], replays_left - 1
+        else:
+            removed = remove_tied_worst(scores, tie_tolerance)
+            remaining = [t for t in remaining if t["name"] not in removed]
+        predictions = predict(round_best[0], dev)
+        wrong = find_mistakes(predictions, dev["label"].to_numpy(), is_regression, regression_tolerance)
+        new, anchors = dev.iloc[:0], dev.iloc[:0]
+        if remaining or replays_left:  # the last round's points would train nothing
+            if anchor == "dev_mistakes":
+                if wrong.any():
+                    anchors = dev.loc[wrong]
+                    new = generate(anchors, rng)
+            else:
+                target = None
+                if points_per_round is not None:
+                    target = (
+                        int(points_per_round[round_number - 1])
+                        if round_number <= len(points_per_round)
+                        else 0
+                    )
+                new, anchors = points_around_random_train(original, int(wrong.sum()), target, generate, rng)
+        agreement = math.nan
+        if len(new):
+            lacking = [c for c in inputs if c not in new.columns]
+            if lacking:
+                raise ValueError(f"the generator's frame lacks the input columns {lacking}")
+            labels = np.asarray(label(new[inputs].reset_index(drop=True)))
+            if labels.shape[0] != len(new):
+                raise ValueError(f"the labeller gave {labels.shape[0]} labels for {len(new)} points")
+            labels = labels.astype(np.float64 if is_regression else np.int64)
+            if not is_regression:
+                agreement = anchor_agreement(new, labels, anchors)
+            new = new.reset_index(drop=True).assign(label=labels)
+            current = pd.concat([current, new[[*inputs, "label"]]], ignore_index=True)
+            added.append(new.assign(round=round_number))
+        log.append(
+            {
+                "round": round_number,
+                "replay": replaying,
+                "train_size": len(current) - len(new),
+                "scores": scores,
+                "best_theta": round_best[1]["name"],
+                "best_score": round_best[2],
+                **prediction_spread(predictions, is_regression),
+                **(dict(observe(round_best[0])) if observe is not None else {}),
+                "mistakes": int(wrong.sum()),
+                "anchors": len(anchors),
+                "added": len(new),
+                "anchor_agreement": agreement,
+                "removed": removed,
+                "remaining": [t["name"] for t in remaining],
+            }
+        )
+        bar.update(1)
+        bar.set_postfix(best=f"{best[2]:.3f}", train=len(current))
+    bar.close()
+    assert best is not None
+    columns = [*inputs, "label", "round"]
+    return AgoraResult(
+        model=best[0],
+        theta=dict(best[1]),
+        dev_score=best[2],
+        best_round=best[3],
+        log=log,
+        train=current,
+        added=pd.concat(added, ignore_index=True) if added else pd.DataFrame(columns=columns),
+        plain_model=plain[0],
+        plain_theta=dict(plain[1]),
+        plain_dev_score=plain[2],
+        anchor=anchor,
+    )
+
+
+def agora_on_task(
+    task, fit: Fit, predict: Predict, label: Label, thetas, generate, rng, **options
+) -> AgoraResult:
+    """`agora` on a `TaskData`'s train and dev splits; its test splits are never touched."""
+    return agora(
+        fit,
+        predict,
+        label,
+        task.train,
+        task.dev,
+        thetas,
+        generate,
+        rng,
+        is_regression=task.is_regression,
+        **options,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The default generator for text: nearest-neighbour token substitution
+
+
+def _piece_kind(token: str | None) -> int:
+    """0 word (start), 1 WordPiece continuation (##x), 2 BPE word start (Ġx, ▁x); +3 punctuation.
+
+    A token is only replaced by one of the same kind, so word boundaries stay where they were and
+    words are not swapped for punctuation.
+    """
+    if token is None:
+        return -1
+    kind, body = 0, token
+    if token.startswith("##") and len(token) > 2:
+        kind, body = 1, token[2:]
+    elif token[:1] in ("Ġ", "▁") and len(token) > 1:
+        kind, body = 2, token[1:]
+    return kind if any(c.isalnum() for c in body) else kind + 3
+
+
+def _writable(surface: str) -> bool:
+    """Whether a token's decoded text can replace a word: not empty, printable, no U+FFFD."""
+    text = surface.strip()
+    return bool(text) and text.isprintable() and "\ufffd" not in text
+
+
+class NearestNeighbourSubstitution:
+    """Agora's generator g for text: new points near a mistake in the teacher's input-embedding space.
+
+    For each mistake it makes `n_new` points; each one tokenises the text (for a sentence pair, one
+    side chosen at random; the other is kept), picks `fraction` of its replaceable tokens (at least
+    one) and replaces each by one of its `k` nearest neighbours by cosine similarity in `embeddings`
+    (the teacher's `get_input_embeddings().weight`, (V, H)), chosen uniformly. Never replaced, and
+    never a neighbour: special tokens, bracketed vocabulary entries such as [unused0] and entries
+    that decode to no printable text (a byte-level BPE's lone bytes, `_writable`); the token itself;
+    a token of another kind (a ## continuation only by a continuation). The text is edited in place
+    through the tokenizer's character offsets, so casing and untouched words survive.
+    `max_tokens` limits the choice to the first tokens, those a model truncating there reads.
+
+    Neighbours are computed only for the token ids met, in chunks of `chunk_size` rows against the
+    vocabulary, and cached: never a V × V matrix.
+    """
+
+    def __init__(
+        self,
+        tokenizer,
+        embeddings: torch.Tensor | np.ndarray,
+        k: int = 10,
+        fraction: float = 0.15,
+        n_new: int = 4,
+        max_tokens: int | None = None,
+        chunk_size: int = 256,
+    ) -> None:
+        if k < 1 or n_new < 1 or chunk_size < 1:
+            raise ValueError(f"k, n_new and chunk_size must be positive, got {k}, {n_new}, {chunk_size}")
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        self.tokenizer = tokenizer
+        self.k, self.fraction, self.n_new = k, fraction, n_new
+        self.max_tokens, self.chunk_size = max_tokens, chunk_size
+        weight = embeddings if torch.is_tensor(embeddings) else torch.as_tensor(np.asarray(embeddings))
+        weight = weight.detach().float().cpu()  # (V, H)
+        self.unit = weight / weight.norm(dim=1, keepdim=True).clamp_min(1e-12)  # (V, H)
+        vocab = weight.shape[0]
+        known = min(vocab, len(tokenizer))
+        tokens = tokenizer.convert_ids_to_tokens(list(range(known))) + [None] * (vocab - known)
+        self.kinds = torch.tensor([_piece_kind(t) for t in tokens])  # (V,)
+        blocked = set(tokenizer.all_special_ids)
+        blocked.update(
+            i for i, t in enumerate(tokens) if t is None or (t.startswith("[") and t.endswith("]"))
+        )
+        # A byte-level BPE vocabulary (RoBERTa, GPT-2) holds the 256 single bytes: alone, a byte of a
+        # multi-byte character decodes to U+FFFD and a control byte to a control character; "Ġ" alone
+        # (a space) decodes to nothing. Such a token cannot be written into a text, so it is never a
+        # neighbour. (A WordPiece vocabulary has none: every entry decodes to printable text.)
+        surfaces = tokenizer.batch_decode([[i] for i in range(known)])
+        blocked.update(i for i, s in enumerate(surfaces) if not _writable(s))
+        self.blocked = frozenset(blocked)
+        self.allowed = torch.ones(vocab, dtype=torch.bool)  # (V,)
+        self.allowed[sorted(i for i in blocked if i < vocab)] = False
+        self._table: dict[int, np.ndarray] = {}
+
+    def neighbours(self, ids: Iterable[int]) -> dict[int, np.ndarray]:
+        """The ≤ k nearest allowed neighbours of each id, nearest first (computed once per id)."""
+        ids = [int(i) for i in ids]
+        todo = sorted({i for i in ids if i not in self._table})
+        for start in range(0, len(todo), self.chunk_size):
+            chunk = torch.tensor(todo[start : start + self.chunk_size])
+            similarity = self.unit[chunk] @ self.unit.T  # (C, V)
+            usable = self.allowed[None, :] & (self.kinds[None, :] == self.kinds[chunk][:, None])  # (C, V)
+            usable[torch.arange(len(chunk)), chunk] = False
+            similarity = similarity.masked_fill(~usable, -math.inf)
+            top = similarity.topk(min(self.k, similarity.shape[1]), dim=1)
+            for row, token in enumerate(chunk.tolist()):
+                valid = torch.isfinite(top.values[row])
+                self._table[token] = top.indices[row][valid].numpy()
+        return {i: self._table[i] for i in ids}
+
+    def _surface(self, token_id: int) -> str:
+        token = self.tokenizer.convert_ids_to_tokens(token_id)
+        if token.startswith("##"):
+            return token[2:]
+        return self.tokenizer.decode([token_id]).strip()
+
+    def perturb(self, text: str, rng: np.random.Generator) -> tuple[str, list[tuple[int, int, int]]]:
+        """`text` with some tokens replaced, and the replacements (token position, old id, new id)."""
+        # offsets only, of the whole text: no "longer than the maximum length" warning
+        encoding = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        ids, offsets = encoding["input_ids"], encoding["offset_mapping"]
+        limit = len(ids) if self.max_tokens is None else min(len(ids), self.max_tokens)
+        candidates = [p for p in range(limit) if ids[p] not in self.blocked and offsets[p][1] > offsets[p][0]]
+        if not candidates:
+            return text, []
+        count = min(len(candidates), max(1, round(self.fraction * len(candidates))))
+        positions = sorted(rng.choice(candidates, size=count, replace=False).tolist())
+        table = self.neighbours(ids[p] for p in positions)
+        replacements = []
+        for p in positions:
+            options = table[ids[p]]
+            if len(options):
+                replacements.append((p, ids[p], int(options[rng.integers(len(options))])))
+        edited, bound, applied = text, len(text) + 1, []
+        for p, old, new in reversed(replacements):
+            begin, end = offsets[p]
+            if end > bound:  # tokens sharing characters (byte-level pieces): keep one edit
+                continue
+            edited = edited[:begin] + self._surface(new) + edited[end:]
+            bound = begin
+            applied.append((p, old, new))
+        return edited, applied[::-1]
+
+    def __call__(self, mistakes: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """`n_new` perturbed copies of each mistake (unlabelled); `source` is the mistake's index.
+
+        A copy in which no token could be replaced is dropped rather than repeated verbatim.
+        """
+        columns = text_columns_of(mistakes)
+        rows = []
+        for source, row in zip(mistakes.index, mistakes.itertuples(index=False), strict=True):
+            values = {c: str(getattr(row, c)) for c in columns}
+            for _ in range(self.n_new):
+                side = columns[int(rng.integers(len(columns)))] if len(columns) > 1 else columns[0]
+                edited, replaced = self.perturb(values[side], rng)
+                if replaced:
+                    rows.append({**values, side: edited, "source": source, "side": side})
+        return pd.DataFrame(rows, columns=[*columns, "source", "side"])
+
+
+def input_embeddings(model) -> torch.Tensor:
+    """The input-embedding matrix (V, H) of a Hugging Face model, detached, for the generator."""
+    return model.get_input_embeddings().weight.detach()

@@ -1,0 +1,530 @@
+"""Stage `finetune`'s experiment: Agora in its regime (scarce train data), against two paired controls.
+
+For every seed, one paired sample of the task (`seed_sample`): a balanced train sample of
+`train_size` rows, a stratified dev sample of `dev_size` rows; the test split is used in full and
+is never seen by any fit, model selection or Agora (`ose.finetuning.classifier.without_test`).
+
+- `labeller`: the source fine-tuned on that train sample: Agora's S ("the source model fine-tuned
+  on the same train split"), its test score reported so its "ok-ish" accuracy is on record.
+- per student (pretrain's arms: `kd`, `mlm`, `inherited_kd`), three arms on the same sample:
+  - `plain`: the student fine-tuned under every θ ∈ Θ, the best on dev kept: Agora's round 1;
+  - `agora`: Agora's best model over all rounds (docs/science.md, "Agora");
+  - `control`: the same loop, same Θ, same fit seed, but each round adds exactly as many
+    S-labelled points as Agora did on that seed, made around random train points instead of the
+    dev mistakes (`ose.finetuning.agora.agora(anchor="random_train")`). It trains as many steps as Agora,
+    so Agora − control isolates "near the dev mistakes" from "more S-labelled points".
+
+The three arms of one seed share the fit seed and round 1 (it is fitted once: `MemoFit`). Each
+(task, seed, student) record is a JSON file in a cache keyed by a fingerprint of every input
+(data, weights, tokenizer, generator, settings, code): an interrupted stage redoes no finished seed.
+`paired_effects` and `verdict` turn the records into the paired statistics of `ose.stats`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from ose import stats as stats_module
+from ose.configs import FineTune  # noqa: F401 (re-exported)
+from ose.data.tasks import TaskData
+from ose.finetuning import agora as agora_module
+from ose.finetuning import classifier as finetune_module
+from ose.finetuning.agora import NearestNeighbourSubstitution, agora
+from ose.finetuning.classifier import (
+    Classifier,
+    Encoded,
+    FineTuneConfig,
+    balanced_sample,
+    encode_frame,
+    evaluate_encoded,
+    fine_tune,
+    load_encoder,
+    make_fit,
+    make_labeller,
+    make_predict,
+    stratified_sample,
+    without_test,
+)
+from ose.pipeline.fingerprint import (
+    mapping_digest,
+    source_digest,
+    state_digest,
+    tensor_digest,
+    tokenizer_digest,
+)
+from ose.pipeline.progress import bar as progress_bar
+from ose.pipeline.results import read_json, write_json
+from ose.stats import paired_effect
+from ose.training import loop as training_module
+
+ARMS = ("plain", "agora", "control")  # per student, paired by seed
+CONTRASTS = {  # name: (arm a, arm b) of the paired difference a − b
+    "agora_vs_plain": ("agora", "plain"),
+    "agora_vs_control": ("agora", "control"),
+}
+LABELLER = "labeller"
+EXAMPLES_KEPT = 4  # added points kept per (seed, student, arm) for the notebook to show
+
+
+def summarise(scores: Sequence[float]) -> dict:
+    """{scores, mean, std (ddof 1; 0 for one score)} of one arm's scores over seeds."""
+    values = np.asarray(scores, dtype=float)
+    return {
+        "scores": values.tolist(),
+        "mean": float(values.mean()),
+        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# One seed
+
+
+def seed_sample(task: TaskData, train_size: int | None, dev_size: int | None, seed: int) -> TaskData:
+    """What every arm of one seed sees: a balanced train sample, a stratified dev sample, no test."""
+    visible = without_test(task)
+    return dataclasses.replace(
+        visible,
+        train=balanced_sample(visible.train, train_size, seed, "finetune.train_size"),
+        dev=stratified_sample(visible.dev, dev_size, seed),
+    )
+
+
+def frame_digest(frame: pd.DataFrame) -> str:
+    """A content hash of a frame's rows (values and column names, not its index)."""
+    digest = hashlib.sha256(json.dumps(list(map(str, frame.columns))).encode())
+    digest.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+class MemoFit:
+    """A fit that fits each (train frame, θ, seed) once: the control's round 1 is Agora's round 1."""
+
+    def __init__(self, fit: Callable[[pd.DataFrame, Mapping[str, Any], int], tuple[Classifier, float]]):
+        self.fit, self.fitted, self.calls = fit, {}, 0
+
+    def __call__(self, train: pd.DataFrame, theta: Mapping[str, Any], seed: int) -> tuple[Classifier, float]:
+        key = (frame_digest(train), json.dumps(dict(theta), sort_keys=True, default=str), seed)
+        if key not in self.fitted:
+            self.calls += 1
+            self.fitted[key] = self.fit(train, theta, seed)
+        return self.fitted[key]
+
+
+class ScoredTest:
+    """The test split, tokenised once per `max_len`: every model is scored without re-tokenising."""
+
+    def __init__(self, task: TaskData, frame: pd.DataFrame, tokenizer):
+        self.task, self.frame, self.tokenizer = task, frame, tokenizer
+        self.labels = frame["label"].to_numpy()
+        self.encoded: dict[int, Encoded] = {}
+
+    def score(self, model, config: FineTuneConfig) -> dict:
+        """{"score": the main metric, "test_<metric>": every metric}."""
+        if config.max_len not in self.encoded:
+            self.encoded[config.max_len] = encode_frame(self.tokenizer, self.frame, config.max_len)
+        encoded = self.encoded[config.max_len]
+        scores = evaluate_encoded(model, self.task.name, encoded, self.labels, config.eval_batch_size)
+        return {"score": scores[self.task.main_metric], **{f"test_{k}": v for k, v in scores.items()}}
+
+
+def _examples(added: pd.DataFrame) -> list[dict]:
+    """The first EXAMPLES_KEPT added points, for the record (plain values)."""
+    keep = [c for c in added.columns if c not in ("side",)]
+    return json.loads(added[keep].head(EXAMPLES_KEPT).to_json(orient="records"))
+
+
+def student_arms(
+    sample: TaskData,
+    test: ScoredTest,
+    tokenizer,
+    student: nn.Module,
+    labeller: Callable[[pd.DataFrame], np.ndarray],
+    config: FineTuneConfig,
+    thetas: list[dict],
+    generator: NearestNeighbourSubstitution,
+    seed: int,
+    **options,
+) -> dict:
+    """The three arms of one student on one seed's sample: test scores, rounds and a few added points.
+
+    options: Agora's (`replay`, `tie_tolerance`, `regression_tolerance`). Each round's best model
+    is also scored on `test`, for the record only (`agora(observe=...)`).
+    """
+    fit = MemoFit(make_fit(student, tokenizer, sample, config))
+    predict = make_predict(tokenizer, config.max_len, config.eval_batch_size)
+    tested: dict[int, tuple[Any, dict]] = {}  # id(model) → (model, test scores): each model once
+
+    def scores(model) -> dict:
+        if id(model) not in tested:
+            tested[id(model)] = (model, test.score(model, config))
+        return tested[id(model)][1]
+
+    def observe(model) -> dict:
+        return {"test_score": scores(model)["score"]}
+
+    def run(**arm_options):
+        return agora(
+            fit,
+            predict,
+            labeller,
+            sample.train,
+            sample.dev,
+            thetas,
+            generator,
+            np.random.default_rng(seed),  # the same fit seed for every arm of this seed
+            is_regression=sample.is_regression,
+            observe=observe,
+            progress=False,
+            **options,
+            **arm_options,
+        )
+
+    with_agora = run()
+    control = run(anchor="random_train", points_per_round=[entry["added"] for entry in with_agora.log])
+    arms = {
+        "plain": (with_agora.plain_model, with_agora.plain_dev_score, with_agora.plain_theta, 1, 0),
+        "agora": (
+            with_agora.model,
+            with_agora.dev_score,
+            with_agora.theta,
+            with_agora.best_round,
+            len(with_agora.added),
+        ),
+        "control": (control.model, control.dev_score, control.theta, control.best_round, len(control.added)),
+    }
+    record = {"arms": {}, "rounds": [], "examples": []}
+    for arm, (model, dev_score, theta, best_round, added) in arms.items():
+        record["arms"][arm] = {
+            **scores(model),
+            "dev_score": dev_score,
+            "theta": theta["name"],
+            "best_round": best_round,
+            "points_added": added,
+        }
+    for arm, result in (("agora", with_agora), ("control", control)):
+        record["rounds"] += [{"arm": arm, **entry} for entry in result.log]
+        record["examples"] += [{"arm": arm, **row} for row in _examples(result.added)]
+    record["student_fits"] = fit.calls
+    return record
+
+
+# ---------------------------------------------------------------------------------------------
+# All seeds, with the cache
+
+
+def _digests(task, tokenizer, source, students, generator, settings) -> dict:
+    """Everything that shapes a (seed, student) record except the seed and the student's name."""
+    return {
+        "task": {name: frame_digest(frame) for name, frame in task.splits().items()},
+        "tokenizer": tokenizer_digest(tokenizer),
+        "source": state_digest(source),
+        "students": {name: state_digest(model) for name, model in students.items()},
+        "generator": {
+            "embeddings": tensor_digest(generator.unit),
+            **{k: getattr(generator, k) for k in ("k", "fraction", "n_new", "max_tokens")},
+        },
+        "settings": settings,
+        "code": source_digest(agora_module, finetune_module, training_module, stats_module),
+    }
+
+
+def record_key(digests: dict, seed: int, student: str) -> str:
+    """The fingerprint of one (seed, student) record: its inputs, only this student's weights."""
+    shared = {k: v for k, v in digests.items() if k != "students"}
+    return mapping_digest({**shared, "student": digests["students"][student], "seed": seed})
+
+
+def json_ready(record: dict) -> dict:
+    """The record as JSON reads it back: plain types, NaN and ±inf as None (as `write_json` writes)."""
+    return json.loads(json.dumps(record, default=lambda v: v.item()), parse_constant=lambda _: None)
+
+
+def _cached(path: Path | None, key: str) -> dict | None:
+    if path is None or not path.exists():
+        return None
+    record = read_json(path)
+    return record if record.get("fingerprint") == key else None
+
+
+def compare_on_task(
+    task: TaskData,
+    tokenizer,
+    source_encoder,
+    students: Mapping[str, Any],
+    source_config: FineTuneConfig,
+    student_config: FineTuneConfig,
+    thetas: list[dict],
+    generator: NearestNeighbourSubstitution,
+    seeds: Sequence[int],
+    train_size: int | None,
+    dev_size: int | None = None,
+    *,
+    replay: int = 0,
+    tie_tolerance: float = 0.0,
+    regression_tolerance: float = 0.2,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """The labeller and every student's three arms on `task.test`, for every seed (see the module).
+
+    students: name → encoder (a `save_pretrained` directory or a model). Returns {task, metric,
+    train_size, dev_size, test_size, seeds, students, records}: one record per (seed, student),
+    holding the labeller's and the arms' test scores, both loops' rounds, a few added points, the
+    fingerprint and the seconds it took (those of the run that computed it). With `cache_dir`,
+    each record is read from / written to `<cache_dir>/seed<seed>-<student>.json` when its
+    fingerprint matches.
+    """
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    if not students:
+        raise ValueError("students must name at least one student encoder")
+    source = load_encoder(source_encoder)
+    encoders = {name: load_encoder(encoder) for name, encoder in students.items()}
+    options = {"replay": replay, "tie_tolerance": tie_tolerance, "regression_tolerance": regression_tolerance}
+    settings = {
+        "source_config": dataclasses.asdict(source_config),
+        "student_config": dataclasses.asdict(student_config),
+        "thetas": thetas,
+        "train_size": train_size,
+        "dev_size": dev_size,
+        **options,
+    }
+    digests = _digests(task, tokenizer, source, encoders, generator, settings)
+    cache = None if cache_dir is None else Path(cache_dir)
+    test = ScoredTest(task, task.test, tokenizer)
+    records = []
+    bar = progress_bar(
+        total=len(seeds) * len(encoders), desc=f"{task.name}: seeds × students", disable=not progress
+    )
+    for seed in seeds:
+        keys = {name: record_key(digests, seed, name) for name in encoders}
+        paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
+        done = {name: _cached(paths[name], keys[name]) for name in encoders}
+        if any(record is None for record in done.values()):
+            started = time.perf_counter()
+            sample = seed_sample(task, train_size, dev_size, seed)
+            labeller_model, labeller_log = fine_tune(
+                source, tokenizer, sample, config=source_config, seed=seed, progress=False
+            )
+            labeller = {
+                **test.score(labeller_model, source_config),
+                "dev_score": labeller_log["best_score"],
+            }
+            label = make_labeller(
+                labeller_model, tokenizer, source_config.max_len, source_config.eval_batch_size
+            )
+            labeller_seconds = time.perf_counter() - started
+            for name, encoder in encoders.items():
+                if done[name] is not None:
+                    continue
+                started = time.perf_counter()
+                arms = student_arms(
+                    sample,
+                    test,
+                    tokenizer,
+                    encoder,
+                    label,
+                    student_config,
+                    thetas,
+                    generator,
+                    seed,
+                    **options,
+                )
+                done[name] = json_ready(
+                    {
+                        "fingerprint": keys[name],
+                        "task": task.name,
+                        "seed": seed,
+                        "student": name,
+                        "train_size": len(sample.train),
+                        "dev_size": len(sample.dev),
+                        "labeller": labeller,
+                        **arms,
+                        "seconds": {"labeller": labeller_seconds, "student": time.perf_counter() - started},
+                    }
+                )
+                if paths[name] is not None:
+                    write_json(paths[name], done[name])
+                bar.update(1)
+        else:
+            bar.update(len(encoders))
+        records += [done[name] for name in encoders]
+    bar.close()
+    return {
+        "task": task.name,
+        "metric": task.main_metric,
+        "train_size": records[0]["train_size"],
+        "dev_size": records[0]["dev_size"],
+        "test_size": len(task.test),
+        "seeds": list(seeds),
+        "students": list(encoders),
+        "records": records,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables and statistics from the records
+
+
+def arm_scores(comparison: dict, student: str, arm: str) -> list[float]:
+    """Test scores of one student's arm (or, with arm "labeller", of S), in the order of the seeds."""
+    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
+    if arm == LABELLER:
+        return [by_seed[s]["labeller"]["score"] for s in comparison["seeds"]]
+    return [by_seed[s]["arms"][arm]["score"] for s in comparison["seeds"]]
+
+
+def labeller_scores(comparison: dict) -> list[float]:
+    """S's test score per seed (S is shared by the students of a seed)."""
+    return arm_scores(comparison, comparison["students"][0], LABELLER)
+
+
+def paired_effects(comparison: dict, student: str) -> dict[str, dict]:
+    """Each contrast of `CONTRASTS` as `ose.stats.paired_effect` (a dict), over the seeds.
+
+    A seed where either arm has no score (e.g. a correlation of constant predictions, NaN) is left
+    out of that contrast, so its n counts the seeds actually compared.
+    """
+    effects = {}
+    for name, (a, b) in CONTRASTS.items():
+        pairs = [
+            (x, y)
+            for x, y in zip(
+                arm_scores(comparison, student, a), arm_scores(comparison, student, b), strict=True
+            )
+            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
+        ]
+        if not pairs:
+            raise ValueError(f"{comparison['task']}, {student}: no seed has scores for both {a} and {b}")
+        effects[name] = paired_effect(*zip(*pairs, strict=True)).as_dict()
+    return effects
+
+
+def score_rows(comparison: dict) -> list[dict]:
+    """One row per seed: S's test score, then each student's arms, side by side (paired)."""
+    rows = []
+    for seed in comparison["seeds"]:
+        records = [r for r in comparison["records"] if r["seed"] == seed]
+        row = {"seed": seed, LABELLER: records[0]["labeller"]["score"]}
+        for record in records:
+            for arm in ARMS:
+                row[f"{record['student']} {arm}"] = record["arms"][arm]["score"]
+        rows.append(row)
+    return rows
+
+
+def arm_rows(comparison: dict) -> list[dict]:
+    """One row per seed, student and arm (and S), with every test metric: the full record."""
+    rows = []
+    for record in comparison["records"]:
+        base = {"task": record["task"], "seed": record["seed"], "student": record["student"]}
+        if record["student"] == comparison["students"][0]:
+            rows.append({**base, "student": "-", "arm": LABELLER, **record["labeller"]})
+        rows += [{**base, "arm": arm, **record["arms"][arm]} for arm in ARMS]
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # S has no θ, round or points
+    return [{c: row.get(c, "") for c in columns} for row in rows]
+
+
+def round_rows(comparison: dict) -> list[dict]:
+    """Both loops' rounds, one row per seed, student, arm and round, a `dev <θ>` column per θ."""
+    return [
+        {
+            "seed": record["seed"],
+            "student": record["student"],
+            **{k: v for k, v in entry.items() if k not in ("scores", "removed", "remaining")},
+            **{f"dev {name}": score for name, score in entry["scores"].items()},
+        }
+        for record in comparison["records"]
+        for entry in record["rounds"]
+    ]
+
+
+def collapsed_rounds(comparison: dict, student: str) -> int:
+    """Rounds (both loops, all seeds) whose best model predicted one class for the whole dev set."""
+    return sum(
+        entry["constant_predictor"]
+        for record in comparison["records"]
+        if record["student"] == student
+        for entry in record["rounds"]
+    )
+
+
+def mean_agreement(comparison: dict, student: str, arm: str) -> float:
+    """Share of one arm's added points that S labelled as their anchor's true label (all seeds)."""
+    agreeing = total = 0.0
+    for record in comparison["records"]:
+        if record["student"] != student:
+            continue
+        for entry in record["rounds"]:
+            share = entry.get("anchor_agreement")
+            if entry["arm"] == arm and entry["added"] and share is not None and not math.isnan(share):
+                agreeing += share * entry["added"]
+                total += entry["added"]
+    return agreeing / total if total else math.nan
+
+
+# ---------------------------------------------------------------------------------------------
+# The verdict
+
+
+def _direction(effect: Mapping, p_adjusted: float, alpha: float) -> int:
+    """+1 / −1 for a difference significant at `alpha` after correction, 0 otherwise."""
+    if p_adjusted is None or math.isnan(p_adjusted) or p_adjusted >= alpha or effect["mean"] == 0:
+        return 0
+    return 1 if effect["mean"] > 0 else -1
+
+
+def _points(effect: Mapping) -> str:
+    """'+1.2 points [−0.3, +2.7]': a mean difference of accuracies and its CI, in points (×100)."""
+    low, high = effect["ci_low"], effect["ci_high"]
+    interval = "" if low is None or math.isnan(low) else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
+    return f"{100 * effect['mean']:+.1f} points{interval}"
+
+
+CONCLUSIONS = {  # (direction vs plain, direction vs control) → what follows
+    (1, 1): "Agora helps, and more than as many S-labelled points around random train points: "
+    "placing them near the dev mistakes matters",
+    (1, 0): "Agora beats plain fine-tuning but not the compute-matched control: the gain is "
+    "explained by more S-labelled points, not by their placement near the dev mistakes",
+    (1, -1): "Agora beats plain fine-tuning, but the control beats Agora: more S-labelled points "
+    "help, and placing them near the dev mistakes hurts",
+    (0, 1): "Agora does not beat plain fine-tuning, but it beats the control: points around random "
+    "train points hurt more than points near the dev mistakes",
+    (0, 0): "no detectable effect: Agora's differences from plain fine-tuning and from the control "
+    "are within seed noise",
+    (0, -1): "Agora does not beat plain fine-tuning and the control beats it",
+    (-1, 1): "Agora hurts, though less than as many points around random train points",
+    (-1, 0): "Agora hurts: it is worse than plain fine-tuning",
+    (-1, -1): "Agora hurts: worse than plain fine-tuning and than the control",
+}
+
+
+def verdict(effects: Mapping[str, Mapping], p_adjusted: Mapping[str, float], alpha: float = 0.05) -> str:
+    """One line that follows from the numbers: the two contrasts' effects, CIs and corrected p.
+
+    effects: `paired_effects`' dict; p_adjusted: contrast → its Holm-corrected p-value. A contrast
+    counts only when its corrected p is below `alpha`; otherwise it is "no detectable difference",
+    which is a result, not a failure.
+    """
+    plain, control = effects["agora_vs_plain"], effects["agora_vs_control"]
+    key = (
+        _direction(plain, p_adjusted["agora_vs_plain"], alpha),
+        _direction(control, p_adjusted["agora_vs_control"], alpha),
+    )
+    return (
+        f"{CONCLUSIONS[key]} (Agora − plain {_points(plain)}, p = {p_adjusted['agora_vs_plain']:.3g}; "
+        f"Agora − control {_points(control)}, p = {p_adjusted['agora_vs_control']:.3g}; Holm-corrected, "
+        f"n = {plain['n']} seeds)."
+    )
