@@ -5,6 +5,7 @@
 #                                written to reports/metrics/stage_times.json, which no stage reads)
 #   make reproduce PROFILE=smoke first make params.yaml the named profile (smoke, default, paper)
 #   make test                    the test suite
+#   make test-fast               the tests not marked slow (about a minute)
 SHELL := /bin/bash
 VENV ?= .venv
 BIN := $(abspath $(VENV))/bin
@@ -16,7 +17,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: setup reproduce test lint format clean-venv
+.PHONY: setup reproduce test test-fast lint format clean-venv
 
 setup: $(VENV)/.installed
 
@@ -43,6 +44,10 @@ endif
 # pytest exits 5 when it collected no test: that is a broken suite, not a pass.
 test: setup
 	$(BIN)/pytest -q $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
+
+test-fast: setup
+	$(BIN)/pytest -q -m "not slow" $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest collected no tests: failing" >&2; exit 1; fi; exit $$rc
 
 lint: setup

@@ -456,7 +456,8 @@ class FineTuneConfig:
     patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
     early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
     A fit trains on the whole frame it is given: sampling the train split is the caller's
-    (`ose.finetuning.classifier.balanced_sample`, once per seed), so Agora's grown frames keep every point it added.
+    (`ose.finetuning.classifier.balanced_sample`, once per seed), so Agora's grown frames keep
+    every point it added.
     """
 
     epochs: int = 3

@@ -3,7 +3,7 @@
 "Optimal Subarchitecture Extraction For BERT" (arXiv 2010.10499), abstract and §4-§5, and its
 per-task test scores as the authors' companion repository lists them. These are references only:
 nothing here is computed, and every other module (`ose.search.objectives`, `ose.stages.benchmark`,
-`ose.reporting.report`, ...) reads the paper's figures from here rather than writing them again.
+`ose.stages.report`, ...) reads the paper's figures from here rather than writing them again.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ CITATION = "de Wynter & Perry (2020), Optimal Subarchitecture Extraction For BER
 
 # --- Bort's size (§4) -----------------------------------------------------------------------------
 # Total and embedding parameters (millions), and its size relative to BERT-large: in full, and
-# "effective" (everything but the embedding). Keys are the columns of `ose.search.objectives.bort_size_claims`.
+# "effective" (everything but the embedding). Keys are the columns of
+# `ose.search.objectives.bort_size_claims`.
 BORT_SIZE = {
     "total_M": 56.0,
     "embedding_M": 39.0,
@@ -26,8 +27,8 @@ BORT_SIZE = {
 # grid of (batch, seq) cells instead of comparing with one cell.
 SPEEDUP_VS_BERT_LARGE = 20.0
 SPEEDUP_VS_BERT_BASE = 7.9
-# The same claims keyed as `ose.reporting.figures.speedup_figure` labels a comparison ("<model> vs <reference>",
-# model and reference being `ose.arch` presets): Bort in the shape the paper's sizes imply.
+# The same claims keyed as `ose.reporting.figures.speedup_figure` labels a comparison
+# ("<model> vs <reference>", model and reference being `ose.arch` presets): Bort in the shape the paper's sizes imply.
 SPEEDUPS = {
     "bort-paper vs bert-large": SPEEDUP_VS_BERT_LARGE,
     "bort-paper vs bert-base": SPEEDUP_VS_BERT_BASE,

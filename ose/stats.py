@@ -11,6 +11,9 @@ within a seed" every d_i is as likely to be −d_i, so the 2^n sign patterns are
 p is the share of them whose |Σ ±d_i| is at least the observed |Σ d_i|. With n seeds its smallest
 possible two-sided p is 2 / 2^n (0.031 for n = 6, 0.0078 for n = 8): a floor worth knowing before
 correcting for several tasks.
+
+The t-test is SciPy's (`ttest_rel`); Holm's correction is ours as SciPy has none, and so is the sign-flip
+test, the exact 2^n enumeration above in one product (`scipy.stats.permutation_test` agrees: tests).
 """
 
 from __future__ import annotations
@@ -88,8 +91,10 @@ def sign_flip_p(d: Sequence[float], draws: int = MONTE_CARLO_DRAWS, seed: int = 
 def paired_effect(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> PairedEffect:
     """The effect of arm a over arm b on paired seeds: mean of a − b, t interval, t-test, sign-flip test.
 
-    With zero spread of the differences the t statistic is ±inf (p 0) when their mean is not 0 and
-    undefined (p 1, interval [0, 0]) when it is; the sign-flip p is always defined.
+    The t interval, statistic and p-value are `scipy.stats.ttest_rel(a, b)`'s (the interval its
+    `confidence_interval(confidence_level=confidence)`). With zero spread of the differences, where
+    SciPy would divide by 0, the t statistic is ±inf (p 0) when their mean is not 0 and undefined
+    (p 1) when it is, and the interval is [mean, mean]; the sign-flip p is always defined.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -100,16 +105,13 @@ def paired_effect(a: Sequence[float], b: Sequence[float], confidence: float = 0.
         nan = math.nan
         return PairedEffect(n, mean, nan, nan, nan, nan, nan, flip, confidence)
     # differences equal on paper (0.6 − 0.5 and 0.7 − 0.6) differ in the last bits: no spread
-    constant = float(np.ptp(d)) <= 1e-12 * max(1.0, float(np.abs(d).max()))
-    sd = 0.0 if constant else float(d.std(ddof=1))
-    se = sd / math.sqrt(n)
-    half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df=n - 1)) * se
-    if se == 0:
+    if float(np.ptp(d)) <= 1e-12 * max(1.0, float(np.abs(d).max())):
         t, p = (math.copysign(math.inf, mean), 0.0) if mean != 0 else (math.nan, 1.0)
-    else:
-        t = mean / se
-        p = float(2 * scipy_stats.t.sf(abs(t), df=n - 1))
-    return PairedEffect(n, mean, sd, mean - half, mean + half, t, p, flip, confidence)
+        return PairedEffect(n, mean, 0.0, mean, mean, t, p, flip, confidence)
+    test = scipy_stats.ttest_rel(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+    low, high = test.confidence_interval(confidence_level=confidence)
+    t, p = float(test.statistic), float(test.pvalue)
+    return PairedEffect(n, mean, float(d.std(ddof=1)), float(low), float(high), t, p, flip, confidence)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

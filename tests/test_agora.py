@@ -9,13 +9,13 @@ from transformers import BertTokenizer
 
 from ose.data.tasks import make_task_data
 from ose.finetuning.agora import (
-    NearestNeighbourSubstitution,
     agora,
     agora_on_task,
     find_mistakes,
     prediction_spread,
     remove_tied_worst,
 )
+from ose.finetuning.generator import NearestNeighbourSubstitution
 from ose.finetuning.torus import FEATURES, GaussianNeighbours, sector_of, torus_experiment, torus_points
 
 # ---------------------------------------------------------------------------------------------

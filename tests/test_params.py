@@ -14,8 +14,9 @@ from ose.params import (
     render_profile,
     use_profile,
 )
+from ose.params.__main__ import main
 from ose.pipeline import paths
-from ose.preflight import check_environment, main
+from ose.preflight import check_environment
 
 
 @pytest.fixture

@@ -137,7 +137,8 @@ MODULES = sorted((paths.ROOT / "ose").rglob("*.py"))
 
 @pytest.mark.parametrize("module", MODULES, ids=lambda p: str(p.relative_to(paths.ROOT)))
 def test_progress_is_shown_only_through_ose_progress(module):
-    """tqdm directly (and tqdm.auto, whose notebook path warns "IProgress not found") only in ose.pipeline.progress."""
+    """tqdm directly (and tqdm.auto, whose notebook path warns "IProgress not found") only in
+    ose.pipeline.progress."""
     if module.name == "progress.py" and module.parent.name == "pipeline":
         return
     tree = ast.parse(module.read_text(encoding="utf-8"))

@@ -2,9 +2,10 @@
 
 from ose import paper
 from ose.pipeline.results import write_table
-from ose.reporting.report import read_metrics, read_table, render
+from ose.reporting.markdown import read_table
 from ose.stages import agora_torus as torus
 from ose.stages import finetune
+from ose.stages.report import read_metrics, render
 
 
 def _finetune(task: str, profile: str, plain: list[float], gain: float) -> finetune.Result:
@@ -109,8 +110,7 @@ def test_tables_read_back_typed(tmp_path):
 
 
 def test_why_the_smallest_architecture_is_explained_with_numbers(tmp_path):
-    from ose.reporting.report import _why_smallest
-    from ose.stages.extract import Result
+    from ose.stages.extract import Result, _why_smallest
 
     geometry = {
         "space": {
@@ -158,7 +158,8 @@ def _pretrain_result(kd: float, mlm: float, inherited: float):
 
 
 def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
-    from ose.reporting.report import VERDICTS, Metrics, claims
+    from ose.reporting.markdown import VERDICTS
+    from ose.stages.report import Metrics, claims
 
     rows = claims(Metrics(), tmp_path)  # nothing has run
     assert len(rows) == 8 and {r["verdict"] for r in rows} == {"not testable here"}
@@ -173,8 +174,8 @@ def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
 
 
 def test_pretraining_section_states_the_kd_verdict_and_the_inherited_fraction():
-    from ose.reporting.report import pretraining_section
     from ose.stages import teacher
+    from ose.stages.pretrain import pretraining_section
 
     t = teacher.Result(
         profile="smoke",
@@ -205,7 +206,7 @@ def test_report_reads_only_the_tasks_it_is_given(tmp_path):
 
 
 def test_a_t_interval_excluding_zero_is_stated_beside_the_corrected_verdict():
-    from ose.reporting.report import _uncorrected
+    from ose.stages.finetune import _uncorrected
 
     effects = {
         "agora_vs_plain": {"mean": 0.038, "ci_low": 0.009, "ci_high": 0.066, "t_p": 0.018},

@@ -56,14 +56,6 @@ def test_result_round_trips(stage, tmp_path):
     assert list(json.loads(path.read_text())) == names
 
 
-def test_paths_defaults_are_the_notebook_parameters():
-    assert costs.Paths().latency_cache == "data/costs/latency_cache.csv"
-    assert extract.Paths().sample_file == "data/extract/sample.pt"
-    assert pretrain.Paths().baseline_dir == "models/student_mlm_only"
-    assert teacher.Paths().checkpoint_dir == "models/teacher_checkpoint"
-    assert data.Paths().corpus_dir == "data/corpus"
-
-
 # --- costs -----------------------------------------------------------------------------------
 
 

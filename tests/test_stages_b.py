@@ -1,6 +1,6 @@
 """Stages finetune, agora_torus, benchmark and report (`ose.stages`): their results keep the metrics
 files' keys, in order; the benchmark exports nothing without `benchmark.onnx`; the report stage
-writes what `ose.reporting.report.render` renders."""
+writes what `ose.stages.report.render` renders."""
 
 import dataclasses
 import json
@@ -15,7 +15,6 @@ from ose.arch import Arch, Embedding, build_model
 from ose.finetuning.comparison import CONCLUSIONS
 from ose.params import load
 from ose.pipeline import paths
-from ose.reporting.report import agora_holm, finetune_section, render
 from ose.stages import agora_torus as torus
 from ose.stages import benchmark, finetune, report
 
@@ -139,11 +138,11 @@ def test_finetune_report_section_corrects_across_tasks_and_gives_verdicts(tmp_pa
         task: finetune.summarise_comparison({**_comparison(seeds, gain=gain), "task": task}, params, task)
         for task, gain in (("rotten_tomatoes", 0.02), ("imdb", 0.0))
     }
-    corrected = agora_holm(results)
+    corrected = finetune.agora_holm(results)
     raw = results["rotten_tomatoes"].effects["kd"]["agora_vs_plain"]["sign_flip_p"]
     assert corrected["rotten_tomatoes", "kd", "agora_vs_plain"]["sign_flip_p"] == pytest.approx(2 * raw)
     assert corrected["imdb", "kd", "agora_vs_plain"]["sign_flip_p"] == 1.0
-    text = finetune_section(results, None)
+    text = finetune.finetune_section(results, None)
     assert "### rotten_tomatoes" in text and "### imdb" in text and "Holm sign-flip p" in text
     assert CONCLUSIONS[1, 0] in text, "rotten_tomatoes: Agora beats plain, not the alternating control"
     assert CONCLUSIONS[0, 0] in text, "imdb: an effect of zero is a result"
@@ -254,7 +253,7 @@ def _claims(statuses: dict[tuple[int, int], tuple[float, float, float]], claimed
 
 
 def test_speed_claims_verdicts_and_the_section_give_every_ratio_an_interval(tmp_path, monkeypatch):
-    from ose.reporting.report import speed_claims, speed_section
+    from ose.stages.benchmark import speed_claims, speed_section
 
     result, _ = _benchmark(tmp_path, monkeypatch, onnx=True)
     assert [c["verdict"] for c in speed_claims(result)] == ["not testable here"] * 2
@@ -304,7 +303,11 @@ def test_report_stage_writes_the_rendered_report(tmp_path):
     params = load()
     out = report.Paths(metrics_dir=metrics, tables_dir=tables, report_file=tmp_path / "README.md")
     result, shown = report.run(params, out)
-    assert shown["report"] == (tmp_path / "README.md").read_text() == render(metrics, tables, params.profile)
+    assert (
+        shown["report"]
+        == (tmp_path / "README.md").read_text()
+        == report.render(metrics, tables, params.profile)
+    )
     assert result.profile == params.profile
     empty = report.Paths(
         metrics_dir=tmp_path / "none", tables_dir=tmp_path / "none", report_file=tmp_path / "r.md"

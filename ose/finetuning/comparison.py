@@ -40,7 +40,7 @@ from ose.configs import FineTune  # noqa: F401 (re-exported)
 from ose.data.tasks import TaskData
 from ose.finetuning import agora as agora_module
 from ose.finetuning import classifier as finetune_module
-from ose.finetuning.agora import NearestNeighbourSubstitution, agora
+from ose.finetuning.agora import agora
 from ose.finetuning.classifier import (
     Classifier,
     Encoded,
@@ -56,6 +56,7 @@ from ose.finetuning.classifier import (
     stratified_sample,
     without_test,
 )
+from ose.finetuning.generator import NearestNeighbourSubstitution
 from ose.pipeline.fingerprint import (
     mapping_digest,
     source_digest,

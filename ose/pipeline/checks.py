@@ -1,8 +1,8 @@
 """Config validation: errors that name the field, and the checks every config class is made of.
 
 Each concept's settings are one frozen dataclass in the module of that concept (`TrainConfig` in
-`ose.training.loop`, `KDWeights` in `ose.training.distill`, ...), validated in `__post_init__`; a `params.yaml`
-group is that same class, so nothing is defined twice and nothing is copied field by field.
+`ose.training.loop`, `KDWeights` in `ose.training.distill`, ...), validated in `__post_init__`; a
+`params.yaml` group is that same class, so nothing is defined twice and nothing is copied field by field.
 A check raises `ConfigError(field, message)`; `ose.params` prefixes the key path of the group
 (`pretrain.lr: must be in (0, 1], got 2.0`).
 """

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # ose/pipeline/paths.py
 PARAMS = ROOT / "params.yaml"
 PROFILES = ROOT / "profiles"
 NOTEBOOKS = ROOT / "notebooks"

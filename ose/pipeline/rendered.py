@@ -3,7 +3,8 @@ the stage's wall time in its metadata.
 
 `scripts/stage` calls this after papermill has written the notebook:
 
-    python -m ose.pipeline.rendered reports/notebooks/07_agora_torus.ipynb --started 1764633000.5 --exit-status 0
+    python -m ose.pipeline.rendered reports/notebooks/07_agora_torus.ipynb \
+        --started 1764633000.5 --exit-status 0
 
 Absolute paths reach a notebook through library messages (a warning names the file that raised it,
 transformers names the directory it loaded from, a traceback names every file) and through
@@ -88,7 +89,8 @@ def relativize(node: Any, rewrite: Callable[[str], str]) -> Any:
 
 
 def stage_record(started: float, finished: float, exit_status: int) -> dict:
-    """What `ose.pipeline.timing` reads: wall time (s) of the whole stage command, start and end (UTC, ISO)."""
+    """What `ose.pipeline.timing` reads: wall time (s) of the whole stage command, start and end
+    (UTC, ISO)."""
 
     def iso(seconds: float) -> str:
         return dt.datetime.fromtimestamp(seconds, dt.UTC).isoformat(timespec="milliseconds")

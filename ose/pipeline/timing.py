@@ -17,20 +17,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import re
-import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from ose.pipeline import paths
+from ose.pipeline import dvcfile, paths
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.progress import format_seconds
 from ose.pipeline.rendered import METADATA_KEY
 
-RUNNER = "scripts/stage"
 RAN, FAILED, UP_TO_DATE, NEVER_RUN = "ran", "failed", "up to date (not run)", "never run"
 UNREADABLE = "rendered notebook unreadable"
 DEFAULT_OUT = "reports/metrics/stage_times.json"
@@ -47,42 +43,17 @@ class StageTime:
     started: str | None  # UTC, ISO 8601
 
 
-def _lookup(dotted: str, scope: dict) -> Any:
-    value: Any = scope
-    for key in dotted.split("."):
-        if not isinstance(value, dict) or key not in value:
-            raise KeyError(f"dvc.yaml refers to ${{{dotted}}}, which params.yaml and dvc.yaml vars lack")
-        value = value[key]
-    return value
-
-
-def _interpolate(text: str, scope: dict) -> str:
-    return re.sub(r"\$\{([^}]+)\}", lambda m: str(_lookup(m.group(1).strip(), scope)), text)
-
-
 def rendered_notebooks(dvc_yaml: Path, params_yaml: Path) -> dict[str, str]:
     """{stage name as DVC names it: rendered notebook path} for every `scripts/stage` stage."""
-    spec = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))
-    scope = yaml.safe_load(params_yaml.read_text(encoding="utf-8")) or {}
-    for entry in spec.get("vars", []):
-        if isinstance(entry, dict):
-            scope.update(entry)
-    out = {}
-    for name, stage in spec["stages"].items():
-        if "foreach" in stage:
-            items = stage["foreach"]
-            if isinstance(items, str):
-                items = _lookup(items.strip().removeprefix("${").removesuffix("}").strip(), scope)
-            keys = list(items) if isinstance(items, dict | list) else []
-            expanded = [(f"{name}@{key}", {**scope, "item": key, "key": key}) for key in keys]
-            stage = stage["do"]
-        else:
-            expanded = [(name, scope)]
-        for stage_name, stage_scope in expanded:
-            tokens = shlex.split(_interpolate(stage["cmd"], stage_scope))
-            if tokens[:1] == [RUNNER] and len(tokens) > 2:
-                out[stage_name] = tokens[2]
-    return out
+    expanded = dvcfile.expand_stages(
+        yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")),
+        yaml.safe_load(params_yaml.read_text(encoding="utf-8")) or {},
+    )
+    return {
+        name: dvcfile.rendered(stage)
+        for name, stage in expanded.items()
+        if dvcfile.command(stage)[:1] == [dvcfile.RUNNER]
+    }
 
 
 def _parse_time(text: str) -> dt.datetime:

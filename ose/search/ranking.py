@@ -14,10 +14,12 @@ same run, and asks, per s:
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import kendalltau
+from scipy.stats import DegenerateDataWarning, bootstrap, kendalltau
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
@@ -32,22 +34,35 @@ def tau_with_ci(
 ) -> dict[str, float]:
     """τ_b with a percentile bootstrap CI, resampling architectures (pairs) with replacement.
 
-    Resamples whose rankings are constant (τ undefined) are dropped; `n_valid` says how many
-    remained.
+    `scipy.stats.bootstrap` with `paired=True` and `method="percentile"` (the `level` quantiles of
+    the resampled τ_b, not BCa), `n_boot` resamples drawn by `np.random.default_rng(seed)`.
+    Resamples whose rankings are constant (τ undefined) are dropped before the quantiles are taken;
+    `n_valid` says how many remained (none: a NaN interval).
     """
     x, y = np.asarray(x, float), np.asarray(y, float)
     tau = kendall_tau_b(x, y)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n_boot):
-        rows = rng.integers(0, len(x), len(x))
-        if np.ptp(x[rows]) > 0 and np.ptp(y[rows]) > 0:
-            draws.append(kendall_tau_b(x[rows], y[rows]))
-    if not draws:
+
+    def statistic(xs: np.ndarray, ys: np.ndarray) -> float:
+        return kendall_tau_b(xs, ys) if np.ptp(xs) > 0 and np.ptp(ys) > 0 else np.nan
+
+    options = {"paired": True, "vectorized": False, "confidence_level": level, "method": "percentile"}
+    with warnings.catch_warnings():  # a NaN interval when some τ are undefined: redone below
+        warnings.simplefilter("ignore", DegenerateDataWarning)
+        res = bootstrap((x, y), statistic, n_resamples=n_boot, rng=np.random.default_rng(seed), **options)
+    draws = res.bootstrap_distribution[~np.isnan(res.bootstrap_distribution)]
+    if not len(draws):
         return {"tau": tau, "ci_low": float("nan"), "ci_high": float("nan"), "n_valid": 0}
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(draws, [tail, 100 - tail])
+    if len(draws) < n_boot:  # the interval of the defined τ only
+        res = bootstrap((x, y), statistic, n_resamples=0, bootstrap_result=_Draws(draws), **options)
+    low, high = res.confidence_interval
     return {"tau": tau, "ci_low": float(low), "ci_high": float(high), "n_valid": len(draws)}
+
+
+@dataclass(frozen=True)
+class _Draws:
+    """A bootstrap distribution to take `scipy.stats.bootstrap`'s interval of (`bootstrap_result`)."""
+
+    bootstrap_distribution: np.ndarray
 
 
 def w_regret(

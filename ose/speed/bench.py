@@ -27,11 +27,12 @@ percentile bootstrap of few samples, it runs somewhat narrow: R ≥ 5 is advised
 the rounds into an earlier and a later half, two runs in miniature, and says whether both halves'
 ratios lie inside the whole run's interval.
 
-Work. GFLOPs are analytic (`ose.search.objectives.op_count`: the forward of one sequence, times the batch), never
-counted from a profiler; achieved GFLOP/s = GFLOPs / median seconds. `gemm_peak_gflops` gives the
-float32 matrix-product rate of this machine as the hardware reference, and `peak_fractions` reports each
-model's rate as a fraction of it. For an int8 ONNX model the same analytic count is used: the rate is
-then "useful float32-equivalent work per second", not integer operations.
+Work. GFLOPs are analytic (`ose.search.objectives.op_count`: the forward of one sequence, times
+the batch), never counted from a profiler; achieved GFLOP/s = GFLOPs / median seconds.
+`gemm_peak_gflops` gives the float32 matrix-product rate of this machine as the hardware reference,
+and `peak_fractions` reports each model's rate as a fraction of it. For an int8 ONNX model the
+same analytic count is used: the rate is then "useful float32-equivalent work per second", not
+integer operations.
 
 ONNX. `export_onnx` traces a BERT-like model (inputs `input_ids`, `attention_mask`; batch and sequence
 axes dynamic) with the TorchScript exporter (`dynamo=False`), and writes ξ, the embedding sizes, the
@@ -54,6 +55,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.stats import bootstrap
 from torch import nn
 
 from ose.arch import Arch, Embedding, from_bert_config
@@ -399,9 +401,12 @@ def ratio_ci(
     reference_ms[k], model_ms[k]: the two latencies (ms) of round k. Per-round ratio
     reference / model; `speedup` = their geometric mean (a ratio's natural average: 2× and ½×
     average to 1×); `ci_low`/`ci_high` = the percentile bootstrap interval at `level`, resampling
-    rounds (`resamples` times, seeded). Also the spread across rounds: the smallest and largest
-    per-round ratio and `round_sd_log`, the standard deviation of the natural-log ratios (≈ the
-    coefficient of variation of the ratio when small).
+    rounds (`resamples` times, seeded): `scipy.stats.bootstrap` with `method="percentile"` (the
+    `level` quantiles of the resampled geometric means, not BCa), its generator
+    `np.random.default_rng(seed)`. Rounds with one common ratio give the interval [ratio, ratio].
+    Also the spread across rounds: the smallest and largest per-round ratio and `round_sd_log`, the
+    standard deviation of the natural-log ratios (≈ the coefficient of variation of the ratio when
+    small).
     """
     ref = np.asarray(reference_ms, dtype=float)
     mod = np.asarray(model_ms, dtype=float)
@@ -417,9 +422,14 @@ def ratio_ci(
         raise ValueError(f"level must be in (0, 1), got {level}")
     _check_positive("resamples", [resamples])
     log_ratios = np.log(ref) - np.log(mod)  # (R,)
-    picks = np.random.default_rng(seed).integers(0, len(log_ratios), (resamples, len(log_ratios)))
-    boot = np.exp(log_ratios[picks].mean(axis=1))  # (resamples,)
-    low, high = np.quantile(boot, [(1 - level) / 2, (1 + level) / 2])
+    low, high = bootstrap(
+        (log_ratios,),
+        lambda sample, axis: np.exp(sample.mean(axis=axis)),  # the geometric-mean ratio of a resample
+        n_resamples=resamples,
+        confidence_level=level,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    ).confidence_interval
     return {
         "speedup": _geometric_mean_ratio(log_ratios),
         "ci_low": float(low),

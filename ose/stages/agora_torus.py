@@ -13,6 +13,7 @@ import matplotlib.pyplot as plt
 
 from ose.finetuning.torus import torus_experiment
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult
 from ose.reporting import figures
@@ -20,10 +21,10 @@ from ose.reporting import figures
 
 @dataclass(frozen=True)
 class Paths:
-    """The notebook's path parameters (defaults: dvc.yaml's)."""
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
-    metrics_file: str | Path = "reports/metrics/agora_torus.json"
-    figures_dir: str | Path = "reports/figures"
+    metrics_file: str | Path = declared("agora_torus", "metrics_file")
+    figures_dir: str | Path = declared("agora_torus", "figures_dir")
 
     @property
     def figure(self) -> Path:

@@ -12,12 +12,15 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from ose import paper
 from ose.arch import BERT_EMBEDDING, Arch, preset
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
+from ose.reporting.markdown import claim_row, figure, produced_by, read_table
 from ose.search import abnc
 from ose.search.cost_model import LatencySettings, SpaceFit, fit_space
 from ose.search.objectives import bort_size_claims
@@ -53,11 +56,11 @@ BORT_SHOWN_COLUMNS = [
 
 @dataclass(frozen=True)
 class Paths:
-    latency_cache: str | Path = "data/costs/latency_cache.csv"
-    cost_model_dir: str | Path = "models/costs"
-    metrics_file: str | Path = "reports/metrics/costs.json"
-    tables_dir: str | Path = "reports/tables"
-    figures_dir: str | Path = "reports/figures"
+    latency_cache: str | Path = declared("costs", "latency_cache")
+    cost_model_dir: str | Path = declared("costs", "cost_model_dir")
+    metrics_file: str | Path = declared("costs", "metrics_file")
+    tables_dir: str | Path = declared("costs", "tables_dir")
+    figures_dir: str | Path = declared("costs", "figures_dir")
 
 
 @dataclass(frozen=True)
@@ -237,3 +240,84 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     )
     result.write(resolve(paths.metrics_file))
     return result, shown
+
+
+# --- The report's section and claims rows (`ose.stages.report` assembles the report) ---
+
+
+def size_section(tables: Path, costs: Result | None = None) -> str:
+    rows = read_table(tables / "bort_sizes.csv")
+    body = markdown_table(
+        rows,
+        [c for c in BORT_COLUMNS if c != "encoder_pct_of_bert_large_encoder"],
+    )
+    matching = [r["shape"] for r in rows if r["matches_all"] is True]
+    verdict = (
+        f"The paper's figures match the **{', '.join(matching)}** shape"
+        if matching
+        else "Neither shape matches all of the paper's figures"
+    )
+    return (
+        f"## 1. Bort's size\n\n{produced_by(costs, 'costs')}Paper: {paper.SIZE}. Exact counts:\n\n"
+        f"{body}\n"
+        f'{verdict} (within 5%); "effective" is everything but the embedding.\n'
+    )
+
+
+def costs_section(m: Result, tables: Path) -> str:
+    fits = [
+        {
+            "space": s,
+            "measured": getattr(m, f"n_measured_{s}"),
+            "MAPE fit (%)": getattr(m, f"{s}_space_mape_fit"),
+            "MAPE held-out (%)": getattr(m, f"{s}_space_mape_heldout"),
+        }
+        for s in ("default", "paper")
+    ]
+    abnc = read_table(tables / "abnc.csv")
+    settings = m.settings
+    return (
+        "## 2. Cost functions: are p and i polynomial in ⟨D, A, H, I⟩?\n\n"
+        f"{produced_by(m, 'costs')}"
+        f"p(ξ) is counted exactly. i(ξ) is CPU latency (batch {settings['batch_size']}, length "
+        f"{settings['seq_len']}, {settings['threads']} thread(s)) fitted by a non-negative polynomial in the "
+        "operation-count monomials and scored on architectures left out of the fit:\n\n"
+        f"{markdown_table(fits)}\n"
+        f"{figure('costs_predicted_vs_measured.png', 'Predicted against measured latency')}\n"
+        "The AB^nC property (A: embeddings, B: one layer, C: pooler or masked-LM head; share of each space "
+        "where the condition holds exactly, and whether it holds everywhere and on the measured parts):\n\n"
+        f"{markdown_table(abnc)}\n"
+    )
+
+
+def _size_claim(tables: Path) -> dict:
+    claim, paper_says = "Bort's size", paper.SIZE
+    if not (tables / "bort_sizes.csv").exists():
+        return claim_row(claim, paper_says, "not computed", "not testable here", "§1, `dvc repro costs`")
+    row = next(r for r in read_table(tables / "bort_sizes.csv") if r["shape"] == "bort-paper")
+    here = (
+        f"{float(row['total_M']):.2f}M = {float(row['pct_of_bert_large']):.1f}% of BERT-large net, "
+        f"{float(row['effective_pct_of_bert_large']):.2f}% effective (exact counts of ⟨4, 8, 768, 1024⟩)"
+    )
+    verdict = "reproduced" if str(row["matches_all"]).lower() in ("yes", "true") else "not reproduced"
+    return claim_row(claim, paper_says, here, verdict, "§1 table, `dvc repro costs`")
+
+
+def _abnc_claim(m: Result | None) -> dict:
+    claim = "BERT's cost functions have the AB^nC property (the FPTAS's precondition)"
+    if not m:
+        return claim_row(claim, "holds", "not measured", "not testable here", "§2, `dvc repro costs`")
+    failing = sorted({c for space in m.abnc.values() for c, holds in space.items() if not holds})
+    here = "every condition holds" if not failing else f"fails: {', '.join(failing)} (in the measured spaces)"
+    return claim_row(
+        claim,
+        "holds (assumed for p, i and ê)",
+        here,
+        "reproduced" if not failing else "not reproduced",
+        "§2 AB^nC table, `dvc repro costs`",
+    )
+
+
+def claims(m: Result | None, tables: Path) -> list[dict]:
+    """This stage's rows of the report's claims table: Bort's size, the AB^nC property."""
+    return [_size_claim(tables), _abnc_claim(m)]

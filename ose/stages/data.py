@@ -21,6 +21,7 @@ from ose.data.superglue import load_superglue_tasks
 from ose.data.tasks import TaskData
 from ose.data.user_tasks import load_user_tasks
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.training.source_model import resolve_source
@@ -40,10 +41,10 @@ SOURCE_COLUMNS = (
 
 @dataclass(frozen=True)
 class Paths:
-    tasks_dir: str | Path = "data/tasks"
-    corpus_dir: str | Path = "data/corpus"
-    metrics_file: str | Path = "reports/metrics/data.json"
-    tables_dir: str | Path = "reports/tables"
+    tasks_dir: str | Path = declared("data", "tasks_dir")
+    corpus_dir: str | Path = declared("data", "corpus_dir")
+    metrics_file: str | Path = declared("data", "metrics_file")
+    tables_dir: str | Path = declared("data", "tables_dir")
 
 
 @dataclass(frozen=True)

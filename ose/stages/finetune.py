@@ -11,14 +11,15 @@ Finished (seed, student) records are cached (`Paths.cache_dir`), so a killed run
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from ose import paper
 from ose.configs import FineTune
 from ose.data.tasks import TaskData, load_task
-from ose.finetuning.agora import NearestNeighbourSubstitution, input_embeddings
 from ose.finetuning.comparison import (
     ARMS,
     arm_rows,
@@ -32,29 +33,43 @@ from ose.finetuning.comparison import (
     round_rows,
     score_rows,
     summarise,
+    verdict,
 )
+from ose.finetuning.generator import NearestNeighbourSubstitution, input_embeddings
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
+from ose.reporting.markdown import claim_row, figure, fmt
 from ose.search.extraction import load_teacher
+from ose.stages.agora_torus import Result as TorusResult
+from ose.stats import holm
 from ose.training.source_model import resolve_source
+
+
+def _declared(name: str):
+    return declared("finetune", name, item="{task}")
 
 
 @dataclass(frozen=True)
 class Paths:
-    """The notebook's path parameters (defaults: dvc.yaml's). `metrics_file` and `cache_dir` may
-    hold `{task}`."""
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`), with
+    `{task}` where dvc.yaml has `${item}` (`metrics_file`, `cache_dir`)."""
 
-    tasks_dir: str | Path = "data/tasks"
-    teacher_dir: str | Path = "models/teacher"
-    student_dir: str | Path = "models/student"  # arm kd: random init + KD (the paper's recipe)
-    student_mlm_only_dir: str | Path = "models/student_mlm_only"  # arm mlm: random init + MLM only
-    student_inherited_dir: str | Path = "models/student_inherited"  # arm inherited_kd (an extension)
-    cache_dir: str | Path = "data/finetune/{task}"  # one JSON per finished (seed, student)
-    metrics_file: str | Path = "reports/metrics/finetune/{task}.json"
-    tables_dir: str | Path = "reports/tables"
-    figures_dir: str | Path = "reports/figures"
+    tasks_dir: str | Path = _declared("tasks_dir")
+    teacher_dir: str | Path = _declared("teacher_dir")
+    # arm kd: random init + KD (the paper's recipe)
+    student_dir: str | Path = _declared("student_dir")
+    # arm mlm: random init + MLM only
+    student_mlm_only_dir: str | Path = _declared("student_mlm_only_dir")
+    # arm inherited_kd (an extension)
+    student_inherited_dir: str | Path = _declared("student_inherited_dir")
+    # one JSON per finished (seed, student)
+    cache_dir: str | Path = _declared("cache_dir")
+    metrics_file: str | Path = _declared("metrics_file")
+    tables_dir: str | Path = _declared("tables_dir")
+    figures_dir: str | Path = _declared("figures_dir")
 
     def task_dir(self, task: str) -> Path:
         return resolve(self.tasks_dir) / task
@@ -302,3 +317,190 @@ def run(params: Params, task: str, paths: Paths = Paths(), progress: bool = True
         "figure": paths.figure(task),
     }
     return result, shown
+
+
+# --- The report's section and claims rows (`ose.stages.report` assembles the report) ---
+
+
+def paper_reference_table() -> str:
+    """The paper's per-task scores (Bort and BERT-large), labelled as the paper's."""
+    rows = [
+        {"benchmark": bench, "task": task, "metric": metric, "paper: Bort": bort, "paper: BERT-large": large}
+        for bench, table in (("GLUE", paper.GLUE), ("SuperGLUE", paper.SUPERGLUE))
+        for task, (metric, bort, large) in table.items()
+    ]
+    rows += [
+        {
+            "benchmark": name.split()[0],
+            "task": "average",
+            "metric": name,
+            "paper: Bort": bort,
+            "paper: BERT-large": large,
+        }
+        for name, (bort, large) in paper.AVERAGES.items()
+    ]
+    return markdown_table(rows)
+
+
+def agora_holm(tasks: dict[str, Result]) -> dict[tuple[str, str, str], dict[str, float]]:
+    """Holm-corrected p-values of every (task, student, contrast): one family per (student,
+    contrast), across the tasks; both the sign-flip and the t-test p are corrected."""
+    corrected: dict[tuple[str, str, str], dict[str, float]] = {}
+    families = {(s, c) for m in tasks.values() for s in m.students for c in m.effects[s]}
+    for student, contrast in sorted(families):
+        members = [name for name, m in tasks.items() if student in m.students]
+        for test in ("sign_flip_p", "t_p"):
+            raw = [tasks[n].effects[student][contrast][test] for n in members]
+            adjusted = holm([math.nan if p is None else p for p in raw])
+            for name, p in zip(members, adjusted, strict=True):
+                corrected.setdefault((name, student, contrast), {})[test] = p
+    return corrected
+
+
+def _uncorrected(effects: dict[str, dict], p_holm: dict[str, float], alpha: float = 0.05) -> str:
+    """A note for a contrast whose t interval excludes 0 while the verdict's test (the Holm-corrected
+    sign-flip p) does not reach `alpha`: the two readings are stated, not merged."""
+    notes = []
+    for contrast, e in effects.items():
+        low, high = e["ci_low"], e["ci_high"]
+        if low is None or math.isnan(low) or p_holm[contrast] < alpha or (low <= 0 <= high):
+            continue
+        notes.append(
+            f"{contrast.replace('_vs_', ' − ')}'s 95% t interval excludes 0 (t-test p = {e['t_p']:.3g} "
+            f"uncorrected), but the corrected sign-flip test, the verdict's, gives {p_holm[contrast]:.3g}"
+        )
+    return "" if not notes else " Note: " + "; ".join(notes) + "."
+
+
+def _agora_task(name: str, m: Result, corrected: dict) -> str:
+    """One task's part of the Agora section: scores per seed, paired effects, verdicts, diagnostics."""
+    arms = ("plain", "agora", "control")
+    seeds = [
+        {
+            "seed": seed,
+            "S (labeller)": m.labeller["scores"][k],
+            **{f"{s} {arm}": m.arms[s][arm]["scores"][k] for s in m.students for arm in arms},
+        }
+        for k, seed in enumerate(m.seeds)
+    ]
+    seeds.append(
+        {"seed": "mean", "S (labeller)": m.labeller["mean"]}
+        | {f"{s} {arm}": m.arms[s][arm]["mean"] for s in m.students for arm in arms}
+    )
+    effects, verdicts = [], []
+    for s in m.students:
+        p_holm = {c: corrected[name, s, c]["sign_flip_p"] for c in m.effects[s]}
+        for contrast, e in m.effects[s].items():
+            effects.append(
+                {
+                    "student": s,
+                    "contrast": contrast.replace("_vs_", " − "),
+                    "mean (points)": fmt(100 * e["mean"], 2),
+                    "95% CI (points)": "n/a"
+                    if e["ci_low"] is None
+                    else f"[{100 * e['ci_low']:+.2f}, {100 * e['ci_high']:+.2f}]",
+                    "t-test p": fmt(e["t_p"], 3),
+                    "sign-flip p": fmt(e["sign_flip_p"], 3),
+                    "Holm t p": fmt(corrected[name, s, contrast]["t_p"], 3),
+                    "Holm sign-flip p": fmt(p_holm[contrast], 3),
+                }
+            )
+        line = verdict(m.effects[s], p_holm) + _uncorrected(m.effects[s], p_holm)
+        verdicts.append(f"- **{name}, student `{s}`**: {line}")
+        verdicts.append(
+            f"  Agora's best round per seed {m.best_round[s]['agora']} (1 = the plain model), the "
+            f"control's {m.best_round[s]['control']}; points added per seed {m.points_added[s]['agora']}; "
+            f"S agreed with the anchor's true label on {_share(m.anchor_agreement[s]['agora'])} of Agora's "
+            f"points and {_share(m.anchor_agreement[s]['control'])} of the control's; rounds whose best "
+            f"model predicted one class on dev: {m.collapsed_rounds[s]}."
+        )
+    labeller = m.labeller
+    return (
+        f"### {name}\n\n{m.metric} on the test split ({m.test_size:,} rows); per seed a balanced train "
+        f"sample of {m.train_size:,} and a dev sample of {m.dev_size:,}; {len(m.seeds)} seeds; profile "
+        f"`{m.profile}`. The labeller S (the source fine-tuned on the same sample): "
+        f"{labeller['mean']:.4f} ± {labeller['std']:.4f} (min {min(labeller['scores']):.4f}).\n\n"
+        f"{markdown_table(seeds, digits=4)}\n{markdown_table(effects)}\n"
+        + "\n".join(verdicts)
+        + "\n\n"
+        + figure(f"finetune_{name}.png", f"{name}: test score per seed and arm; paired differences, 95% CI")
+    )
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"{100 * value:.0f}%"
+
+
+def finetune_section(tasks: dict[str, Result], torus: TorusResult | None) -> str:
+    first = next(iter(tasks.values()))
+    thetas = ", ".join(f"{t['name']} ({t['epochs']} epochs)" for t in first.thetas)
+    text = (
+        "## 5. Fine-tuning with Agora\n\nAgora in the regime it was made for: a scarce, balanced train "
+        "sample per seed and a representative dev sample. Per seed, S (the source fine-tuned on the same "
+        "sample) labels the new points; per student three arms are paired by seed: `plain` (the best θ on "
+        "dev without data expansion: Agora's round 1), `agora`, and `control` (the same loop adding as many "
+        "S-labelled points per round around random train points: as much data and as many steps as Agora). "
+        f"Θ = {thetas}; tie tolerance {first.tie_tolerance}; {first.replay} replay rounds. Scores are on "
+        "test splits that no fit, model selection or Agora read. Effects are paired differences over seeds "
+        "with a 95% t interval; p-values from a paired t-test and an exact sign-flip test, Holm-corrected "
+        "across tasks for each student and contrast. The verdicts use the corrected sign-flip p at 0.05.\n\n"
+    )
+    corrected = agora_holm(tasks)
+    text += "".join(_agora_task(name, m, corrected) for name, m in tasks.items())
+    glue = [(name, paper.GLUE[name]) for name in tasks if name in paper.GLUE]
+    if glue:
+        text += (
+            "Paper's GLUE test scores for these tasks (0-100): "
+            + ", ".join(f"{name} {claim[1]} ({claim[0]})" for name, claim in glue)
+            + ".\n\n"
+        )
+    text += (
+        f"Paper (a different scale: RoBERTa-large teacher, GLUE/SuperGLUE/RACE, full pretraining): "
+        f"{paper.NLU}. Its per-task test scores, for reference only (the leaderboards' hidden test sets, "
+        f"0-100; source: {paper.SCORES_SOURCE}):\n\n{paper_reference_table()}\n"
+    )
+    if torus:
+        text += (
+            f"\nThe blog's toy example: test accuracy {torus.accuracy_without_agora:.3f} without Agora, "
+            f"{torus.accuracy_with_agora:.3f} with it ({torus.points_added} points added); trained on "
+            f"train and dev with true labels: {torus.accuracy_train_plus_dev_true_labels:.3f}.\n\n"
+            f"{figure('agora_torus.png', 'Agora on a torus learned from an unrepresentative sample')}"
+        )
+    return text + "\n"
+
+
+def _agora_claim(tasks: dict[str, Result]) -> dict:
+    claim = "Agora improves fine-tuning of the small model"
+    if not tasks:
+        return claim_row(claim, "Agora helps", "not run", "not testable here", "§5, `dvc repro finetune`")
+    corrected = agora_holm(tasks)
+    parts, significant, negative = [], 0, 0
+    for name, t in tasks.items():
+        for student in t.students:
+            e = t.effects[student].get("agora_vs_plain")
+            if e is None:
+                continue
+            p = corrected[name, student, "agora_vs_plain"]["sign_flip_p"]
+            parts.append(f"{name}/{student} {100 * e['mean']:+.1f} pts (Holm p {fmt(p, 2)})")
+            if p is not None and not math.isnan(p) and p < 0.05:
+                significant += e["mean"] > 0
+                negative += e["mean"] < 0
+    verdict = "reproduced at reduced scale" if significant and not negative else "not reproduced"
+    return claim_row(claim, "Agora fine-tuning (paper's NLU results)", "; ".join(parts), verdict, "§5")
+
+
+def _nlu_claim() -> dict:
+    return claim_row(
+        f"Bort beats BERT-large on {paper.NLU_TASKS_BETTER} of {paper.NLU_TASKS} NLU tasks",
+        paper.NLU,
+        "no BERT-large is fine-tuned here, nor GLUE/SuperGLUE/RACE test servers reached; our tasks compare "
+        "the student with its own source (§5)",
+        "not testable here",
+        "§5; the paper profile for GLUE",
+    )
+
+
+def claims(tasks: dict[str, Result]) -> list[dict]:
+    """This stage's rows of the report's claims table (`tasks`: task → its result, empty where none
+    has run): Agora's effect, and the paper's NLU comparison, not testable here."""
+    return [_agora_claim(tasks), _nlu_claim()]

@@ -18,11 +18,14 @@ import matplotlib.pyplot as plt
 from ose.configs import PRETRAIN_ARMS
 from ose.data.prepare import load_blocks
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
+from ose.reporting.markdown import claim_row, figure, produced_by
 from ose.search.extraction import load_teacher, read_extracted
+from ose.stages.teacher import Result as TeacherResult
 from ose.training.distill import MLM_ONLY
 from ose.training.loop import tokens_per_second
 from ose.training.mlm import EVAL_BATCH_SIZE
@@ -40,17 +43,17 @@ LABELS = {
 
 @dataclass(frozen=True)
 class Paths:
-    teacher_dir: str | Path = "models/teacher"
-    corpus_dir: str | Path = "data/corpus"
-    extracted_dir: str | Path = "models/extracted"
-    student_dir: str | Path = "models/student"  # arm kd, which later stages read
-    baseline_dir: str | Path = "models/student_mlm_only"  # arm mlm
-    inherited_dir: str | Path = "models/student_inherited"  # arm inherited_kd
-    inherited_mlm_dir: str | Path = "models/student_inherited_mlm_only"  # arm inherited_mlm
-    checkpoint_dir: str | Path = "models/pretrain_checkpoints"
-    metrics_file: str | Path = "reports/metrics/pretrain.json"
-    tables_dir: str | Path = "reports/tables"
-    figures_dir: str | Path = "reports/figures"
+    teacher_dir: str | Path = declared("pretrain", "teacher_dir")
+    corpus_dir: str | Path = declared("pretrain", "corpus_dir")
+    extracted_dir: str | Path = declared("pretrain", "extracted_dir")
+    student_dir: str | Path = declared("pretrain", "student_dir")  # arm kd, which later stages read
+    baseline_dir: str | Path = declared("pretrain", "baseline_dir")  # arm mlm
+    inherited_dir: str | Path = declared("pretrain", "inherited_dir")  # arm inherited_kd
+    inherited_mlm_dir: str | Path = declared("pretrain", "inherited_mlm_dir")  # arm inherited_mlm
+    checkpoint_dir: str | Path = declared("pretrain", "checkpoint_dir")
+    metrics_file: str | Path = declared("pretrain", "metrics_file")
+    tables_dir: str | Path = declared("pretrain", "tables_dir")
+    figures_dir: str | Path = declared("pretrain", "figures_dir")
 
     def arm_dir(self, arm: str) -> Path:
         folders = {
@@ -222,3 +225,88 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     )
     result.write(resolve(paths.metrics_file))
     return result, {"pretrain_curves.png": figure, "arms": markdown_table(table_rows, digits=4)}
+
+
+# --- The report's section and claims rows (`ose.stages.report` assembles the report) ---
+
+
+def _kd_verdict(init: str, helps: bool, arms: dict[str, dict]) -> str:
+    kd, mlm = {"random": ("kd", "mlm"), "inherited": ("inherited_kd", "inherited_mlm")}[init]
+    a, b = arms[kd]["masked_acc"], arms[mlm]["masked_acc"]
+    return (
+        f"from {init} init, distillation **{'helps' if helps else 'does not help'}** over masked-LM "
+        f"training alone (held-out masked-token accuracy {a:.3f} against {b:.3f})"
+    )
+
+
+def pretraining_section(teacher: TeacherResult, m: Result) -> str:
+    rows = [
+        {
+            "model": f"teacher before adaptation ({teacher.arch})",
+            "masked-token accuracy": teacher.masked_acc_before,
+            "masked-LM cross-entropy": teacher.mlm_ce_before,
+            "of teacher's accuracy": None,
+            "steps": None,
+            "train seconds": None,
+        },
+        {
+            "model": f"teacher after {teacher.steps} steps",
+            "masked-token accuracy": teacher.masked_acc_after,
+            "masked-LM cross-entropy": teacher.mlm_ce_after,
+            "of teacher's accuracy": 1.0,
+            "steps": teacher.steps,
+            "train seconds": teacher.train_seconds,
+        },
+    ]
+    rows += [
+        {
+            "model": f"student {m.arch}, {LABELS[arm]}",
+            "masked-token accuracy": row["masked_acc"],
+            "masked-LM cross-entropy": row["mlm_ce"],
+            "of teacher's accuracy": row["fraction_of_teacher_acc"],
+            "steps": row["steps"],
+            "train seconds": row["seconds"],
+        }
+        for arm, row in m.arms.items()
+    ]
+    verdicts = "; ".join(_kd_verdict(init, helps, m.arms) for init, helps in m.distillation_helps.items())
+    inherited = m.arms.get("inherited_kd")
+    inherited_line = (
+        f" The inherited student (an extension beyond the paper, `ose.training.inherit`) reaches "
+        f"**{inherited['fraction_of_teacher_acc']:.0%}** of the teacher's held-out masked-token accuracy "
+        f"({inherited['masked_acc']:.3f} against {m.teacher_heldout_masked_acc:.3f})."
+        if inherited
+        else ""
+    )
+    return (
+        "## 4. Teacher and pretraining arms\n\n"
+        f"{produced_by(m, 'teacher', 'pretrain')}"
+        "Held-out text, the same fixed masking (15%) for every row; every arm trains the same ξ on the same "
+        f"data, steps, batches and masking ({m.mask_prob:.0%} masked in training"
+        f"{', bf16 autocast' if m.bf16 else ''}), differing only in initialisation and loss:\n\n"
+        f"{markdown_table(rows, digits=4)}\nAt this budget ({m.steps} steps per arm), {verdicts}."
+        f"{inherited_line}\n\n"
+        f"{figure('pretrain_curves.png', 'Pretraining arms: held-out masked-LM curves')}\n"
+    )
+
+
+def _kd_claim(p: Result | None) -> dict:
+    claim = "Pretraining the extracted ξ by knowledge distillation (vs masked-LM alone)"
+    if not p or "random" not in (p.distillation_helps or {}):
+        return claim_row(claim, "KD pretraining", "not run", "not testable here", "§4, `dvc repro pretrain`")
+    kd, mlm = p.arms["kd"], p.arms["mlm"]
+    here = (
+        f"random init, {p.steps} steps: KD {kd['masked_acc']:.3f} vs MLM-only {mlm['masked_acc']:.3f} "
+        f"held-out masked-token accuracy (teacher {p.teacher_heldout_masked_acc:.3f})"
+    )
+    if "inherited_kd" in p.arms:
+        here += f"; inherited init + KD (extension) {p.arms['inherited_kd']['masked_acc']:.3f}"
+    verdict = "reproduced at reduced scale" if p.distillation_helps["random"] else "not reproduced"
+    return claim_row(
+        claim, "Bort is pretrained by KD from RoBERTa-large", here, verdict, "§4, `dvc repro pretrain`"
+    )
+
+
+def claims(m: Result | None) -> list[dict]:
+    """This stage's row of the report's claims table: distillation against masked-LM alone."""
+    return [_kd_claim(m)]

@@ -1,27 +1,35 @@
 """Stage `report` (notebook 09): every stage's results beside the paper's claims, as reports/README.md.
 
-The content is `ose.reporting.report.render`'s. This stage writes no metrics file: its output is the report.
+The report only assembles: each stage module writes its own section and its rows of the claims
+table next to its `Result` (`costs.size_section`, `costs.costs_section`, `extract.extract_section`,
+`pretrain.pretraining_section`, `finetune.finetune_section`, `benchmark.speed_section`, and each
+module's `claims`), from that stage's result read back from `reports/metrics/` and the tables it
+wrote; the pieces they share are `ose.reporting.markdown`'s. The only other numbers are the paper's
+own claims (`ose.paper`), each labelled as the paper's. This stage writes no metrics file: its
+output is the report.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ose.params import Params
 from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.paths import resolve
-from ose.pipeline.results import StageResult
-from ose.reporting.report import not_run, render
+from ose.pipeline.results import StageResult, markdown_table
+from ose.stages import agora_torus, benchmark, costs, extract, finetune, pretrain, teacher
 
 
 @dataclass(frozen=True)
 class Paths:
-    """The notebook's path parameters (defaults: dvc.yaml's)."""
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
-    metrics_dir: str | Path = "reports/metrics"
-    tables_dir: str | Path = "reports/tables"
-    report_file: str | Path = "reports/README.md"
+    metrics_dir: str | Path = declared("report", "metrics_dir")
+    tables_dir: str | Path = declared("report", "tables_dir")
+    report_file: str | Path = declared("report", "report_file")
 
 
 @dataclass(frozen=True)
@@ -30,6 +38,107 @@ class Result(StageResult):
 
     profile: str
     stages_not_run: list[str]  # whose sections say "has not run"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The stages' results the report reads; None (no task, for `finetune`) where a stage has not run."""
+
+    costs: costs.Result | None = None
+    teacher: teacher.Result | None = None
+    extract: extract.Result | None = None
+    pretrain: pretrain.Result | None = None
+    finetune: dict[str, finetune.Result] = field(default_factory=dict)  # task → its result
+    agora_torus: agora_torus.Result | None = None
+    benchmark: benchmark.Result | None = None
+
+
+def _read(cls, path: Path):
+    return cls.read(path) if path.exists() else None
+
+
+def read_metrics(metrics_dir: str | Path, tasks: Sequence[str] | None = None) -> Metrics:
+    """Every stage's `reports/metrics/<stage>.json` that exists, and `finetune/<task>.json` of
+    `tasks` (default: every one there; the stage passes `finetune.tasks`, so the metrics of a task
+    dropped from params, written by older code, are not read)."""
+    root = Path(metrics_dir)
+    finetune_files = sorted((root / "finetune").glob("*.json"))
+    if tasks is not None:
+        finetune_files = [p for p in finetune_files if p.stem in tasks]
+    return Metrics(
+        costs=_read(costs.Result, root / "costs.json"),
+        teacher=_read(teacher.Result, root / "teacher.json"),
+        extract=_read(extract.Result, root / "extract.json"),
+        pretrain=_read(pretrain.Result, root / "pretrain.json"),
+        finetune={p.stem: finetune.Result.read(p) for p in finetune_files},
+        agora_torus=_read(agora_torus.Result, root / "agora_torus.json"),
+        benchmark=_read(benchmark.Result, root / "benchmark.json"),
+    )
+
+
+def claims(m: Metrics, tables: Path) -> list[dict]:
+    """One row per paper claim: what the paper says, the number here, the verdict, where to look."""
+    return [
+        *costs.claims(m.costs, tables),
+        *extract.claims(m.extract),
+        *pretrain.claims(m.pretrain),
+        *finetune.claims(m.finetune),
+        *benchmark.claims(m.benchmark),
+    ]
+
+
+def claims_section(m: Metrics, tables: Path) -> str:
+    return (
+        "## The paper's claims, one by one\n\n"
+        "Verdicts: *reproduced*; *reproduced at reduced scale* (the method's claim holds in our CPU-sized "
+        "setting, not the paper's numbers); *not reproduced*; *not testable here* (and why). Each row names "
+        "the section with the evidence and the stage that computes it.\n\n"
+        f"{markdown_table(claims(m, tables), columns=['claim', 'paper', 'here', 'verdict', 'where'])}\n"
+    )
+
+
+def _sections(metrics: Metrics, tables: Path) -> list[tuple[str, str | None]]:
+    """(stage, its section's Markdown or None when the stage has not run), in the report's order."""
+    m = metrics
+    return [
+        ("costs", costs.size_section(tables, m.costs) if (tables / "bort_sizes.csv").exists() else None),
+        ("costs", costs.costs_section(m.costs, tables) if m.costs else None),
+        ("extract", extract.extract_section(m.extract, tables) if m.extract else None),
+        (
+            "pretrain",
+            pretrain.pretraining_section(m.teacher, m.pretrain) if m.pretrain and m.teacher else None,
+        ),
+        ("finetune", finetune.finetune_section(m.finetune, m.agora_torus) if m.finetune else None),
+        ("benchmark", benchmark.speed_section(m.benchmark) if m.benchmark else None),
+    ]
+
+
+def not_run(metrics_dir: str | Path, tables_dir: str | Path, tasks: Sequence[str] | None = None) -> list[str]:
+    """The stages whose section says "has not run", once each."""
+    sections = _sections(read_metrics(metrics_dir, tasks), Path(tables_dir))
+    return list(dict.fromkeys(stage for stage, text in sections if text is None))
+
+
+def render(
+    metrics_dir: str | Path, tables_dir: str | Path, profile: str, tasks: Sequence[str] | None = None
+) -> str:
+    """The report's Markdown; sections of stages that have not run say so."""
+    parts = [
+        "# Bort, reproduced: results\n\n"
+        f"Profile **{profile}**. Generated by `dvc repro report` from `reports/metrics/` and "
+        "`reports/tables/`; "
+        "every number below comes from those files, and each section names the stage that wrote it. "
+        "Rendered notebooks with every detail are in `reports/notebooks/`.\n"
+    ]
+    metrics = read_metrics(metrics_dir, tasks)
+    parts.append(claims_section(metrics, Path(tables_dir)))
+    for stage, text in _sections(metrics, Path(tables_dir)):
+        parts.append(text if text is not None else f"*(stage `{stage}` has not run)*\n")
+    parts.append(
+        "## Reproduce\n\n```bash\nmake reproduce            # the whole pipeline, embedded default profile\n"
+        "dvc metrics show          # every metric\ndvc plots show            # every figure\n```\n"
+    )
+    return "\n".join(parts)
 
 
 def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:

@@ -1,9 +1,9 @@
 """Stage `teacher`: the source model with a working masked-LM head.
 
-The source is adapted (encoder and head) by masked-LM training on the corpus (`ose.training.source_model.adapt`,
-resumable from `checkpoint_dir`), unless `teacher.steps` is 0 (a source whose head is trained is
-used as is). Held-out masked-token accuracy and cross-entropy are measured before and after, on
-the same fixed masking.
+The source is adapted (encoder and head) by masked-LM training on the corpus
+(`ose.training.source_model.adapt`, resumable from `checkpoint_dir`), unless `teacher.steps` is 0
+(a source whose head is trained is used as is). Held-out masked-token accuracy and cross-entropy
+are measured before and after, on the same fixed masking.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import torch
 
 from ose.data.prepare import load_blocks
 from ose.params import Params
+from ose.pipeline.dvcfile import declared
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult
@@ -32,11 +33,11 @@ from ose.training.source_model import (
 
 @dataclass(frozen=True)
 class Paths:
-    corpus_dir: str | Path = "data/corpus"
-    teacher_dir: str | Path = "models/teacher"
-    checkpoint_dir: str | Path = "models/teacher_checkpoint"
-    metrics_file: str | Path = "reports/metrics/teacher.json"
-    figures_dir: str | Path = "reports/figures"
+    corpus_dir: str | Path = declared("teacher", "corpus_dir")
+    teacher_dir: str | Path = declared("teacher", "teacher_dir")
+    checkpoint_dir: str | Path = declared("teacher", "checkpoint_dir")
+    metrics_file: str | Path = declared("teacher", "metrics_file")
+    figures_dir: str | Path = declared("teacher", "figures_dir")
 
 
 @dataclass(frozen=True)

@@ -225,7 +225,8 @@ def calibration_rows(n_blocks: int, n: int, seed: int) -> torch.Tensor:
 
 
 def initial_student(job: PretrainJob, teacher, train_blocks: torch.Tensor, embedding: Embedding) -> nn.Module:
-    """The student before training: random init (seeded), or sliced from the teacher (`ose.training.inherit`)."""
+    """The student before training: random init (seeded), or sliced from the teacher
+    (`ose.training.inherit`)."""
     arch = Arch.parse(job.arch)
     if job.init == "random":
         return build_model(arch, embedding, head="mlm", seed=job.seed)

@@ -1,0 +1,1 @@
+"""Phase 5, speed: CPU latency of whole models and speed-ups with confidence intervals (`bench`)."""
