@@ -28,7 +28,8 @@ BORT_SIZE = {
 SPEEDUP_VS_BERT_LARGE = 20.0
 SPEEDUP_VS_BERT_BASE = 7.9
 # The same claims keyed as `ose.reporting.figures.speedup_figure` labels a comparison
-# ("<model> vs <reference>", model and reference being `ose.arch` presets): Bort in the shape the paper's sizes imply.
+# ("<model> vs <reference>", model and reference being `ose.arch` presets): Bort in the shape the
+# paper's sizes imply.
 SPEEDUPS = {
     "bort-paper vs bert-large": SPEEDUP_VS_BERT_LARGE,
     "bort-paper vs bert-base": SPEEDUP_VS_BERT_BASE,

@@ -92,9 +92,9 @@ def paired_effect(a: Sequence[float], b: Sequence[float], confidence: float = 0.
     """The effect of arm a over arm b on paired seeds: mean of a − b, t interval, t-test, sign-flip test.
 
     The t interval, statistic and p-value are `scipy.stats.ttest_rel(a, b)`'s (the interval its
-    `confidence_interval(confidence_level=confidence)`). With zero spread of the differences, where
-    SciPy would divide by 0, the t statistic is ±inf (p 0) when their mean is not 0 and undefined
-    (p 1) when it is, and the interval is [mean, mean]; the sign-flip p is always defined.
+    `confidence_interval(confidence_level=confidence)`). With zero spread of the differences (up to
+    rounding, where SciPy's t is 0/0 or noise) the t statistic is ±inf (p 0) when their mean is not 0
+    and undefined (p 1) when it is, and the interval is [mean, mean]; the sign-flip p is always defined.
     """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")

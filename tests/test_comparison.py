@@ -10,7 +10,6 @@ from transformers import BertTokenizer
 
 from ose.arch import Arch, Embedding, build_model
 from ose.data.tasks import make_task_data
-from ose.finetuning.agora import NearestNeighbourSubstitution
 from ose.finetuning.classifier import FineTuneConfig
 from ose.finetuning.comparison import (
     ARMS,
@@ -27,6 +26,7 @@ from ose.finetuning.comparison import (
     summarise,
     verdict,
 )
+from ose.finetuning.generator import NearestNeighbourSubstitution
 
 WORDS = {1: [f"good{i}" for i in range(9)], 0: [f"bad{i}" for i in range(9)]}
 VOCAB = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS[1], *WORDS[0]])}

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from ose.arch import Arch, Embedding, enumerate_space
+from ose.pipeline import clock
 from ose.search import abnc, cost_model
 from ose.search.cost_model import (
     CostModel,
@@ -94,6 +95,16 @@ def test_measure_parts_times_every_part():
     parts = cost_model.measure_parts(Arch(2, 4, 36, 37), TINY, Embedding(99, 19, 2))
     assert set(parts) == {"A", "B", "C_pooler", "C_mlm"}
     assert all(t.median_ms > 0 and t.repeats == 3 for t in parts.values())
+
+
+def test_time_call_warms_up_untimed_then_times_each_repeat(monkeypatch):
+    ticks = iter(range(100))  # perf_counter in seconds: every timed call lasts 1 s
+    monkeypatch.setattr(clock.time, "perf_counter", lambda: next(ticks))
+    calls = []
+    assert clock.call_times_ms(lambda: calls.append(1), repeats=3, warmup=2) == [1e3] * 3
+    assert len(calls) == 5
+    timing = cost_model.time_call(lambda: calls.append(1), warmup=1, repeats=4, threads=1)
+    assert (timing.median_ms, timing.iqr_ms, timing.repeats) == (1e3, 0.0, 4) and len(calls) == 10
 
 
 def test_abnc_measured_conditions_from_rows():

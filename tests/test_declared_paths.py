@@ -17,7 +17,7 @@ import yaml
 
 from ose.pipeline import dvcfile, paths
 
-NOT_PATHS = {"params_file", "progress", "task"}  # parameters that are not a stage's inputs or outputs
+NOT_PATHS = set(dvcfile.NOT_PATHS)
 SPEC = yaml.safe_load(dvcfile.DVC_YAML.read_text(encoding="utf-8"))["stages"]
 
 

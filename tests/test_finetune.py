@@ -8,7 +8,7 @@ from transformers import BertTokenizer
 
 from ose.arch import Arch, Embedding, build_model
 from ose.data.tasks import make_task_data
-from ose.finetuning.agora import NearestNeighbourSubstitution, agora, input_embeddings
+from ose.finetuning.agora import agora
 from ose.finetuning.classifier import (
     Classifier,
     FineTuneConfig,
@@ -25,6 +25,7 @@ from ose.finetuning.classifier import (
     stratified_sample,
     without_test,
 )
+from ose.finetuning.generator import NearestNeighbourSubstitution, input_embeddings
 
 POSITIVE = [f"good{i}" for i in range(11)]
 NEGATIVE = [f"bad{i}" for i in range(11)]

@@ -31,6 +31,15 @@ def test_bootstrap_ci_brackets_tau_and_is_seeded():
     assert perfect["ci_low"] == pytest.approx(1.0) and perfect["ci_high"] == pytest.approx(1.0)
 
 
+def test_bootstrap_ci_drops_resamples_with_an_undefined_tau():
+    # three architectures, two tied in x: a resample of only the tied pair (or one point) has no τ
+    some = tau_with_ci([1.0, 1.0, 2.0], [3.0, 4.0, 5.0], n_boot=400, seed=0)
+    assert 0 < some["n_valid"] < 400
+    assert -1 <= some["ci_low"] <= some["ci_high"] <= 1
+    none = tau_with_ci([1.0, 2.0, 3.0], [5.0, 5.0, 5.0], n_boot=50)
+    assert none["n_valid"] == 0 and math.isnan(none["ci_low"]) and math.isnan(none["ci_high"])
+
+
 def test_w_regret_on_a_hand_made_table():
     saving = {"a": 0.9, "b": 0.5, "c": 0.2}  # size/cost factors of W
 

@@ -142,7 +142,7 @@ def test_finetune_report_section_corrects_across_tasks_and_gives_verdicts(tmp_pa
     raw = results["rotten_tomatoes"].effects["kd"]["agora_vs_plain"]["sign_flip_p"]
     assert corrected["rotten_tomatoes", "kd", "agora_vs_plain"]["sign_flip_p"] == pytest.approx(2 * raw)
     assert corrected["imdb", "kd", "agora_vs_plain"]["sign_flip_p"] == 1.0
-    text = finetune.finetune_section(results, None)
+    text = finetune.finetune_section(results)
     assert "### rotten_tomatoes" in text and "### imdb" in text and "Holm sign-flip p" in text
     assert CONCLUSIONS[1, 0] in text, "rotten_tomatoes: Agora beats plain, not the alternating control"
     assert CONCLUSIONS[0, 0] in text, "imdb: an effect of zero is a result"

@@ -403,7 +403,6 @@ def build_corpus(
         "sources": per_source,
         "heldout_fraction": heldout_fraction,
         "seed": seed,
-        "excluded_keys": len(excluded_keys),
         "train_documents": len(train),
         "heldout_documents": len(heldout),
     }

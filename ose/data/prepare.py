@@ -35,6 +35,7 @@ from ose.data.tasks import (
     score,
     split_off_dev,
 )
+from ose.pipeline.fingerprint import tokenizer_digest
 
 __all__ = [
     "CORPUS_NAMES",
@@ -113,9 +114,8 @@ def prepare_corpus(
     train = pack_blocks(corpus.train, tokenizer, block_size, progress=progress)
     heldout = pack_blocks(corpus.heldout, tokenizer, block_size, progress=progress)
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))
-    provenance = {
-        **corpus.provenance,
-        "block_size": block_size,
-        "tokenizer": getattr(tokenizer, "name_or_path", type(tokenizer).__name__),
-    }
+    # Only what shaped the blocks: which tasks' text was excluded is the data stage's record, not
+    # the corpus's (adding a task whose text is in no source leaves the corpus, and every stage
+    # that reads it, unchanged); the tokenizer by content, not by the path it was loaded from.
+    provenance = {**corpus.provenance, "block_size": block_size, "tokenizer": tokenizer_digest(tokenizer)}
     return {"train": train[order], "heldout": heldout}, provenance

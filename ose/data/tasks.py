@@ -34,7 +34,9 @@ import pandas as pd
 
 from ose.configs import OWN_TASKS
 from ose.data.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
+from ose.data.jsonl import jsonl_objects
 from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.results import json_ready
 
 SINGLE = ("text",)
 PAIR = ("text_a", "text_b")
@@ -381,7 +383,9 @@ def save_task(task: TaskData, directory: str | Path) -> None:
     sizes = {}
     for split, frame in task.splits().items():
         records = frame.to_dict(orient="records")
-        lines = "".join(json.dumps(r, ensure_ascii=False, default=_plain) + "\n" for r in records)
+        # json.dumps asks only about what it cannot write: numpy scalars (`json_ready`), else the
+        # text; floats it writes itself (a NaN as NaN, as these files always had it)
+        lines = "".join(json.dumps(r, ensure_ascii=False, default=_json_default) + "\n" for r in records)
         write_text_atomic(directory / f"{split}.jsonl", lines)
         sizes[split] = len(frame)
     meta = {
@@ -398,33 +402,23 @@ def save_task(task: TaskData, directory: str | Path) -> None:
     write_text_atomic(directory / TASK_FILE, json.dumps(meta, indent=2, default=str) + "\n")
 
 
-def _plain(value: Any) -> Any:
-    """numpy scalars as Python numbers, for `json.dumps`."""
-    return value.item() if hasattr(value, "item") else str(value)
+def _json_default(value: Any) -> Any:
+    return json_ready(value) if hasattr(value, "item") else str(value)
 
 
 def _read_jsonl(path: Path, columns: Sequence[str], regression: bool) -> pd.DataFrame:
-    """Rows of a split file; a line that is not a row of this task is a `path:line:` error."""
-    # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
-    lines = path.read_text(encoding="utf-8").split("\n")
-    if not any(lines):
-        raise ValueError(f"{path}:1: empty file, expected one JSON object per line")
+    """Rows of a split file (read by `ose.data.jsonl`); a line that is not a row of this task is a
+    `path:line:` error."""
     rows = []
-    for number, line in enumerate(lines, start=1):
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            row = None
-        if not isinstance(row, dict):
-            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}")
+    for number, row in jsonl_objects(path.read_text(encoding="utf-8"), path):
         label = row.get("label")
         if regression and (isinstance(label, bool) or not isinstance(label, (int, float))):
             raise ValueError(f"{path}:{number}: label {label!r} is not a number")
         if regression and not math.isfinite(label):
             raise ValueError(f"{path}:{number}: label {label!r} is not a finite number")
         rows.append(row)
+    if not rows:
+        raise ValueError(f"{path}:1: empty file, expected one JSON object per line")
     return pd.DataFrame(rows, columns=list(columns))
 
 

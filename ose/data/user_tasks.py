@@ -21,15 +21,15 @@ output does not depend on the clone's location), its SHA-256 and its row count.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ose.configs import UserTask
+from ose.data.jsonl import jsonl_objects
 from ose.data.tasks import TaskData, classification_spec, make_task_data, stratified_split
 from ose.pipeline.paths import resolve
 
@@ -75,22 +75,6 @@ def read_table(path: Path, where: str, key: str = "path") -> pd.DataFrame:
     if frame.empty:
         raise UserTaskError(f"{where}: {path}: a header but no rows")
     return frame
-
-
-def jsonl_objects(text: str, path: str | Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-empty line of a JSON-lines text; a line that is not a
-    JSON object raises ValueError naming `path:line`."""
-    # split("\n"), not splitlines(): texts may hold U+2028 or U+0085, which JSON leaves raw.
-    for number, line in enumerate(text.split("\n"), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{number}: not valid JSON ({error.msg}): {line[:80]!r}") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}:{number}: not a JSON object: {line[:80]!r}")
-        yield number, record
 
 
 def _read_jsonl(path: Path, text: str, where: str) -> pd.DataFrame:

@@ -65,7 +65,7 @@ from ose.pipeline.fingerprint import (
     tokenizer_digest,
 )
 from ose.pipeline.progress import bar as progress_bar
-from ose.pipeline.results import read_json, write_json
+from ose.pipeline.results import json_ready, read_json, write_json  # json_ready: also for ose.stages.finetune
 from ose.stats import paired_effect
 from ose.training import loop as training_module
 
@@ -245,11 +245,6 @@ def record_key(digests: dict, seed: int, student: str) -> str:
     """The fingerprint of one (seed, student) record: its inputs, only this student's weights."""
     shared = {k: v for k, v in digests.items() if k != "students"}
     return mapping_digest({**shared, "student": digests["students"][student], "seed": seed})
-
-
-def json_ready(record: dict) -> dict:
-    """The record as JSON reads it back: plain types, NaN and ±inf as None (as `write_json` writes)."""
-    return json.loads(json.dumps(record, default=lambda v: v.item()), parse_constant=lambda _: None)
 
 
 def _cached(path: Path | None, key: str) -> dict | None:

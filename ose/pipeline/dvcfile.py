@@ -1,10 +1,10 @@
 """The stages as dvc.yaml declares them: the one place where each stage's paths are written.
 
 Every stage's command is `scripts/stage NOTEBOOK RENDERED -p NAME VALUE ...`. The `-p` pairs are
-the notebook's parameters; the path-valued ones are the stage's inputs and outputs. `Paths`
-classes (`ose.stages.<stage>.Paths`) take their defaults from here (`declared`), and a test checks
-that each notebook's parameters cell holds the same values, so a path is written once, in
-dvc.yaml.
+the notebook's parameters; the path-valued ones are the stage's inputs and outputs. Each stage's
+`Paths` class (`ose.stages.<stage>.Paths`) is made here from them (`paths_class`): its fields and
+their defaults are what dvc.yaml passes, and a test checks that each notebook's parameters cell
+holds the same values, so a path is written once, in dvc.yaml.
 
 `foreach` stages are expanded as DVC names them (`finetune@imdb`), with `${item}`/`${key}` put in
 and `foreach: ${dotted.key}` looked up in params.yaml (and dvc.yaml's `vars`).
@@ -16,7 +16,7 @@ import functools
 import re
 import shlex
 from collections.abc import Mapping
-from dataclasses import field
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import Any
 
@@ -128,3 +128,21 @@ def declared(stage: str, name: str, item: str = "{item}"):
         return values[name]
 
     return field(default_factory=default)
+
+
+NOT_PATHS = ("params_file", "progress", "task")  # notebook parameters that are not paths
+
+
+def paths_class(stage: str, item: str = "{item}") -> type:
+    """A frozen dataclass with one field per path parameter of `stage`, defaults as dvc.yaml's.
+
+    Subclass it to add what the stage derives from its paths (`class Paths(paths_class("x"))`).
+    """
+    spec = yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["stages"]
+    if stage not in spec:
+        raise KeyError(f"dvc.yaml has no stage {stage!r}")
+    entry = spec[stage]
+    names = [n for n in parameters(entry["do"] if "foreach" in entry else entry) if n not in NOT_PATHS]
+    return make_dataclass(
+        f"{stage}_paths", [(n, "str | Path", declared(stage, n, item)) for n in names], frozen=True
+    )

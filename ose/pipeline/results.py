@@ -14,21 +14,24 @@ from typing import Self
 from ose.pipeline.atomic import write_text_atomic
 
 
-def _plain(value):
-    """JSON-safe plain values (numpy scalars, tuples, NaN)."""
+def json_ready(value):
+    """`value` as plain JSON values, the one sanitiser of everything written as JSON: numpy (and
+    torch) scalars → Python numbers (`.item()`), NaN and ±inf → None (JSON null), tuples → lists,
+    dict keys → `str(key)`, recursively; anything else is returned as it is (`json.dumps` then
+    refuses what JSON cannot hold). The result is what reading the written file gives back."""
     if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [json_ready(v) for v in value]
     return value
 
 
 def write_json(path: str | Path, data: dict) -> Path:
-    return write_text_atomic(path, json.dumps(_plain(data), indent=2) + "\n")
+    return write_text_atomic(path, json.dumps(json_ready(data), indent=2) + "\n")
 
 
 def read_json(path: str | Path) -> dict:

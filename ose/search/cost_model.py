@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from ose.arch import BERT_EMBEDDING, Arch, Embedding, build_model
 from ose.configs import Costs, LatencySettings  # noqa: F401 (re-exported)
 from ose.pipeline import row_cache
 from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.clock import call_times_ms
 from ose.pipeline.progress import bar as progress_bar
 
 FEATURES = ("1", "D", "D·L·H", "D·L·I", "D·L·H²", "D·L·H·I", "D·L²·H", "D·A·L²")
@@ -40,18 +40,15 @@ class Timing:
 
 
 def time_call(fn: Callable[[], object], warmup: int, repeats: int, threads: int) -> Timing:
-    """Median wall time of `fn()` after `warmup` untimed calls, with `threads` intra-op threads."""
+    """Median wall time of `fn()` after `warmup` untimed calls, with `threads` intra-op threads.
+
+    The calls are timed by `ose.pipeline.clock.call_times_ms`, the timer `ose.speed.bench` uses too.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         with torch.inference_mode():
-            for _ in range(warmup):
-                fn()
-            samples = []
-            for _ in range(repeats):
-                start = time.perf_counter()
-                fn()
-                samples.append((time.perf_counter() - start) * 1e3)
+            samples = call_times_ms(fn, repeats, warmup)
     finally:
         torch.set_num_threads(previous)
     q1, median, q3 = np.percentile(samples, [25, 50, 75])

@@ -28,8 +28,7 @@ from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.distributed import process_group, torchrun, worker_device
 from ose.pipeline.fingerprint import source_digest
 from ose.pipeline.progress import bar as progress_bar
-from ose.training import distill, mlm
-from ose.training import loop as training
+from ose.training import distill, loop, mlm
 from ose.training.distill import FixedSample, KDWeights, surrogate_error
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "losses", "rank", "settings")
@@ -57,7 +56,7 @@ class SurrogateJob:
         ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key", "desc")
         settings = {k: v for k, v in asdict(self).items() if k not in ignored}
         settings["sample"] = self.sample_key or _file_digest(self.sample_path)
-        settings["code"] = source_digest(distill, training, mlm, arch_module)  # what computes ê
+        settings["code"] = source_digest(distill, loop, mlm, arch_module)  # what computes ê
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def pairs(self) -> list[tuple[str, dict]]:

@@ -27,10 +27,9 @@ from matplotlib.figure import Figure  # noqa: E402
 
 from ose.arch import Arch, Embedding  # noqa: E402
 from ose.configs import KDWeights, SurrogateCheck, SurrogateTheta  # noqa: E402
-from ose.pipeline.progress import bar as progress_bar  # noqa: E402
 from ose.search import ranking  # noqa: E402
 from ose.search.surrogate import SurrogateJob, cached_rows, evaluate_table, logged_losses  # noqa: E402
-from ose.training.distill import FixedSample, surrogate_error  # noqa: E402
+from ose.training.distill import FixedSample  # noqa: E402
 
 
 def reference_runs(
@@ -69,13 +68,7 @@ def reference_runs(
         log_steps=sorted({*check.log_steps, check.steps}),
         desc="reference runs",
     )
-    table = cached_rows(job)
-    if table is None:
-        with tempfile.TemporaryDirectory(prefix="ose-reference-") as tmp:
-            sample_path = Path(tmp) / "sample.pt"
-            torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, sample_path)
-            job = replace(job, sample_path=str(sample_path))
-            table = evaluate_table(job, nproc=nproc, progress=progress)
+    table = _evaluated(job, train, heldout, nproc, progress)
     runs = []
     for row in table:
         losses = logged_losses(row)
@@ -91,6 +84,20 @@ def reference_runs(
     return runs
 
 
+def _evaluated(
+    job: SurrogateJob, train: FixedSample, heldout: FixedSample, nproc: int, progress: bool
+) -> list[dict]:
+    """The job's table from its cache, or computed; the sample goes to a temporary file only when a
+    run is still to do."""
+    table = cached_rows(job)
+    if table is None:
+        with tempfile.TemporaryDirectory(prefix="ose-surrogate-") as tmp:
+            sample_path = Path(tmp) / "sample.pt"
+            torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, sample_path)
+            table = evaluate_table(replace(job, sample_path=str(sample_path)), nproc=nproc, progress=progress)
+    return table
+
+
 def seed_errors(
     archs: Sequence[Arch],
     embedding: Embedding,
@@ -100,18 +107,34 @@ def seed_errors(
     theta: SurrogateTheta,
     weights: KDWeights,
     seeds: Sequence[int],
+    shard_dir: Path,
+    sample_key: str,
+    nproc: int = 1,
+    threads: int = 1,
     progress: bool = True,
 ) -> dict[str, list[float]]:
-    """ê after `steps` steps, as the FPTAS measures it, under each seed: {arch: [ê per seed]}."""
-    pairs = [(a, s) for a in archs for s in seeds]
+    """ê after `steps` steps, as the FPTAS measures it, under each seed: {arch: [ê per seed]}.
+
+    One surrogate table per seed (`shard_dir/seed<k>`), cached and resumed like the reference runs:
+    a re-run with the same sample, settings and code trains nothing.
+    """
     out: dict[str, list[float]] = {a.name: [] for a in archs}
-    for arch, seed in progress_bar(
-        pairs, desc="ê under several seeds", unit="trainings", disable=not progress
-    ):
-        result = surrogate_error(
-            arch, embedding, train, heldout, steps, theta.lr, theta.warmup_steps, weights, seed
+    for seed in seeds:
+        job = SurrogateJob(
+            archs=[a.name for a in archs],
+            thetas=[{"name": theta.name, "lr": theta.lr, "warmup_steps": theta.warmup_steps}],
+            sample_path="",
+            embedding=asdict(embedding),
+            steps=steps,
+            weights=asdict(weights),
+            seed=seed,
+            shard_dir=str(Path(shard_dir) / f"seed{seed}"),
+            threads=threads,
+            sample_key=sample_key,
+            desc=f"ê under seed {seed}",
         )
-        out[arch.name].append(result["error"])
+        for row in _evaluated(job, train, heldout, nproc, progress):
+            out[row["arch"]].append(row["error"])
     return out
 
 

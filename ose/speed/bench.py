@@ -46,7 +46,6 @@ from __future__ import annotations
 import gc
 import math
 import os
-import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -61,6 +60,7 @@ from torch import nn
 from ose.arch import Arch, Embedding, from_bert_config
 from ose.configs import Benchmark  # noqa: F401 (re-exported)
 from ose.pipeline.atomic import atomic_path
+from ose.pipeline.clock import call_times_ms
 from ose.pipeline.machine import machine_info
 from ose.pipeline.progress import bar as progress_bar
 from ose.search.cost_model import random_inputs, time_call
@@ -210,13 +210,8 @@ def _calls_per_block(warm_ms: float | None, repeats: int, min_round_ms: float) -
 
 
 def _time_block(call: Callable[[], object], calls: int) -> float:
-    """Median milliseconds of `calls` back-to-back calls."""
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        call()
-        times.append((time.perf_counter() - start) * 1e3)
-    return float(np.median(times))
+    """Median milliseconds of `calls` back-to-back calls (`ose.pipeline.clock`, no warm-up)."""
+    return float(np.median(call_times_ms(call, calls)))
 
 
 def _describe_all(models: Mapping[str, object], threads: int, seq_lens: Sequence[int]) -> dict[str, dict]:
@@ -303,10 +298,8 @@ def benchmark_models(
                 (cell, n): _forward(models[n], described[n]["embedding"], *cell, seed) for cell, n in blocks
             }
             for cell, n in blocks:
-                warm_ms = None  # the fastest warm-up call: the first ones pay for allocation
-                for _ in range(warmup):
-                    ms = _time_block(forward[(cell, n)], 1)
-                    warm_ms = ms if warm_ms is None else min(warm_ms, ms)
+                # the fastest warm-up call, each timed alone: the first ones pay for allocation
+                warm_ms = min(call_times_ms(forward[(cell, n)], warmup), default=None)
                 calls_of[(n, *cell)] = _calls_per_block(warm_ms, repeats, min_round_ms)
                 bar.update(int(warmup > 0))
             for r in range(rounds):

@@ -13,18 +13,15 @@ import matplotlib.pyplot as plt
 
 from ose.finetuning.torus import torus_experiment
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult
 from ose.reporting import figures
+from ose.reporting.markdown import figure
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(paths_class("agora_torus")):
     """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
-
-    metrics_file: str | Path = declared("agora_torus", "metrics_file")
-    figures_dir: str | Path = declared("agora_torus", "figures_dir")
 
     @property
     def figure(self) -> Path:
@@ -59,11 +56,12 @@ def summarise(experiment: dict, params: Params) -> Result:
     )
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Run the experiment (quick: no progress to show), write its figure and metrics.
 
     Returns the metrics and what the notebook shows: the figure's PNG path (`agora_torus.png`).
     """
+    paths = paths or Paths()
     experiment = torus_experiment(seed=params.seed)
     fig = figures.torus_figure(experiment)
     figures.save(fig, paths.figure)
@@ -71,3 +69,13 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     result = summarise(experiment, params)
     result.write(resolve(paths.metrics_file))
     return result, {"agora_torus.png": paths.figure}
+
+
+def section(m: Result) -> str:
+    """The toy example's paragraph, which closes the report's fine-tuning section."""
+    return (
+        f"\nThe blog's toy example: test accuracy {m.accuracy_without_agora:.3f} without Agora, "
+        f"{m.accuracy_with_agora:.3f} with it ({m.points_added} points added); trained on "
+        f"train and dev with true labels: {m.accuracy_train_plus_dev_true_labels:.3f}.\n\n"
+        f"{figure('agora_torus.png', 'Agora on a torus learned from an unrepresentative sample')}"
+    )

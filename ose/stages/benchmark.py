@@ -25,7 +25,7 @@ from ose import paper
 from ose.arch import build_model, from_bert_config, preset
 from ose.params import Params
 from ose.pipeline.atomic import write_text_atomic
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.loading import quietly
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
@@ -114,15 +114,8 @@ SKIPPED = "SKIPPED.txt"  # what `onnx_dir` holds when `benchmark.onnx` is false
 FIGURE = "benchmark_speedups.png"  # the paper's two claims across the grid
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(paths_class("benchmark")):
     """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
-
-    student_dir: str | Path = declared("benchmark", "student_dir")
-    onnx_dir: str | Path = declared("benchmark", "onnx_dir")
-    metrics_file: str | Path = declared("benchmark", "metrics_file")
-    tables_dir: str | Path = declared("benchmark", "tables_dir")
-    figures_dir: str | Path = declared("benchmark", "figures_dir")
 
 
 @dataclass(frozen=True)
@@ -344,13 +337,14 @@ def summarise(
     )
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Load (and, with `benchmark.onnx`, export) every model, time them in interleaved rounds, write
     the tables, figures and metrics.
 
     Returns the metrics and what the notebook shows: Markdown tables (`latency`, `speedups`, `claims`,
     `int8`) and the figures' PNG paths by file name.
     """
+    paths = paths or Paths()
     cfg, onnx_dir = params.benchmark, resolve(paths.onnx_dir)
     models = load_models(params, resolve(paths.student_dir))
     student_arch, _ = from_bert_config(models["student"].config)

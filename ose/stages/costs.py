@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 from ose import paper
 from ose.arch import BERT_EMBEDDING, Arch, preset
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
@@ -54,13 +54,8 @@ BORT_SHOWN_COLUMNS = [
 ]
 
 
-@dataclass(frozen=True)
-class Paths:
-    latency_cache: str | Path = declared("costs", "latency_cache")
-    cost_model_dir: str | Path = declared("costs", "cost_model_dir")
-    metrics_file: str | Path = declared("costs", "metrics_file")
-    tables_dir: str | Path = declared("costs", "tables_dir")
-    figures_dir: str | Path = declared("costs", "figures_dir")
+class Paths(paths_class("costs")):
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
 
 @dataclass(frozen=True)
@@ -160,11 +155,12 @@ def check_abnc(
     return rows, verdict, fraction
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Time, fit and write every cost model, table and figure of the stage, then its metrics.
 
     Returns the metrics and what the notebook shows: Markdown tables and PNG paths by name.
     """
+    paths = paths or Paths()
     tables, figs, cache = resolve(paths.tables_dir), resolve(paths.figures_dir), resolve(paths.latency_cache)
     costs = params.costs
     spaces = {name: params.spaces[name].architectures() for name in SPACES}

@@ -12,16 +12,15 @@ source's tokenizer (`ose.data.prepare`). `run` expects params checked against wh
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 from transformers import AutoTokenizer
 
-from ose.data import prepare as data
+from ose.data import prepare
 from ose.data.superglue import load_superglue_tasks
 from ose.data.tasks import TaskData
 from ose.data.user_tasks import load_user_tasks
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.training.source_model import resolve_source
@@ -39,12 +38,8 @@ SOURCE_COLUMNS = (
 )
 
 
-@dataclass(frozen=True)
-class Paths:
-    tasks_dir: str | Path = declared("data", "tasks_dir")
-    corpus_dir: str | Path = declared("data", "corpus_dir")
-    metrics_file: str | Path = declared("data", "metrics_file")
-    tables_dir: str | Path = declared("data", "tables_dir")
+class Paths(paths_class("data")):
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
 
 @dataclass(frozen=True)
@@ -81,11 +76,12 @@ def task_metrics(rows: list[dict]) -> dict:
     return {row["task"]: {k: v for k, v in row.items() if k != "task"} for row in rows}
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Write every task split, the corpus blocks, both tables and the metrics.
 
     Returns the metrics and what the notebook shows: the two tables as Markdown.
     """
+    paths = paths or Paths()
     cfg, tables = params.data, resolve(paths.tables_dir)
     tokenizer = AutoTokenizer.from_pretrained(resolve_source(params.source.model))
     print(
@@ -95,7 +91,7 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
 
     # the user's files first: a wrong column or label stops the stage before the long reads
     user_tasks = load_user_tasks(cfg.files, cfg.dev_fraction, cfg.test_fraction, params.seed)
-    tasks = data.load_tasks(
+    tasks = prepare.load_tasks(
         cfg.tasks,
         cfg.glue_tasks,
         cfg.glue_dir,
@@ -112,13 +108,13 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
     )
     tasks += user_tasks
     for task in tasks:
-        data.save_task(task, resolve(paths.tasks_dir) / task.name)
+        prepare.save_task(task, resolve(paths.tasks_dir) / task.name)
     splits = task_rows(tasks)
     write_table(
         tables / "data_tasks", splits, title=f"Task splits (seed {params.seed}, profile {params.profile})"
     )
 
-    blocks, provenance = data.prepare_corpus(
+    blocks, provenance = prepare.prepare_corpus(
         tasks,
         cfg.corpus_sources,
         cfg.corpus_heldout_fraction,
@@ -127,7 +123,7 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         params.seed,
         progress,
     )
-    data.save_blocks(resolve(paths.corpus_dir), blocks, provenance)
+    prepare.save_blocks(resolve(paths.corpus_dir), blocks, provenance)
     sources = source_rows(provenance)
     write_table(
         tables / "data_corpus", sources, title=f"Pretraining corpus by source (profile {params.profile})"

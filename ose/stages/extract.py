@@ -20,14 +20,13 @@ import matplotlib.pyplot as plt
 from ose.arch import PRESETS, Arch
 from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, fmt, produced_by, read_table
-from ose.search import extraction as extract
-from ose.search import fptas, ranking, surrogate_check
+from ose.search import extraction, fptas, ranking, surrogate_check
 from ose.search.cost_model import CostModel
 from ose.search.surrogate import SurrogateJob, evaluate_table, worker_seconds
 from ose.training.distill import fixed_sample
@@ -39,17 +38,8 @@ TOP = 10  # candidates shown, by W
 CHECK_COLUMNS = ["s", "tau_b", "ci_low", "ci_high", "pick", "best", "w_regret"]
 
 
-@dataclass(frozen=True)
-class Paths:
-    teacher_dir: str | Path = declared("extract", "teacher_dir")
-    corpus_dir: str | Path = declared("extract", "corpus_dir")
-    cost_model_dir: str | Path = declared("extract", "cost_model_dir")
-    sample_file: str | Path = declared("extract", "sample_file")
-    surrogate_dir: str | Path = declared("extract", "surrogate_dir")
-    extracted_dir: str | Path = declared("extract", "extracted_dir")
-    metrics_file: str | Path = declared("extract", "metrics_file")
-    tables_dir: str | Path = declared("extract", "tables_dir")
-    figures_dir: str | Path = declared("extract", "figures_dir")
+class Paths(paths_class("extract")):
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
 
 @dataclass(frozen=True)
@@ -112,7 +102,7 @@ def comparison_rows(chosen: fptas.FptasResult, optimum: fptas.FptasResult) -> li
     ]
 
 
-def exponent_rows(points, table, epsilon: int, max_point, triples=extract.EXPONENT_ABLATION) -> list[dict]:
+def exponent_rows(points, table, epsilon: int, max_point, triples=extraction.EXPONENT_ABLATION) -> list[dict]:
     """Per exponent triple of W: the optimum, its ê, the FPTAS's choice at ε and W(ε) / W(ε = 1)."""
     rows = []
     for triple in triples:
@@ -194,7 +184,7 @@ def surrogate_check_rows(
         params.distill,
         params.seed,
         resolve(paths.surrogate_dir) / "reference",
-        extract.sample_key(train, heldout, teacher),
+        extraction.sample_key(train, heldout, teacher),
         nproc=cfg.nproc,
         threads=cfg.threads_per_process,
         progress=progress,
@@ -206,17 +196,22 @@ def surrogate_check_rows(
         return fptas.w_coefficient(pt.p, pt.i, error, *max_point, tuple(cfg.exponents))
 
     rows = surrogate_check.check_table(runs, check.log_steps, w_of, check.n_boot, params.seed)
+    noise_train = train.head(check.log_steps[0])
     noise = ranking.seed_noise(
         surrogate_check.seed_errors(
             archs,
             embedding,
-            train.head(check.log_steps[0]),
+            noise_train,
             heldout,
             check.log_steps[0],
             theta,
             params.distill,
             check.seeds,
-            progress,
+            resolve(paths.surrogate_dir) / "noise",
+            extraction.sample_key(noise_train, heldout, teacher),
+            nproc=cfg.nproc,
+            threads=cfg.threads_per_process,
+            progress=progress,
         )
     )
     if cfg.max_steps == "auto":
@@ -227,18 +222,19 @@ def surrogate_check_rows(
     return runs, rows, {"s": check.log_steps[0], **noise}, steps, reason
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """The surrogate check, the FPTAS at ε, the exhaustive reference and sweep; tables, figures,
     the extracted ξ and the metrics. Returns the metrics and what the notebook shows."""
+    paths = paths or Paths()
     cfg = params.extract
     tables, figs = resolve(paths.tables_dir), resolve(paths.figures_dir)
-    teacher, tokenizer, teacher_arch, embedding = extract.load_teacher(resolve(paths.teacher_dir))
+    teacher, tokenizer, teacher_arch, embedding = extraction.load_teacher(resolve(paths.teacher_dir))
     cost_model = CostModel.from_json(resolve(paths.cost_model_dir) / f"{cfg.space}.json")
     space = params.spaces[cfg.space].architectures()
-    points = extract.points_of(space, embedding, cost_model, cfg.size)
+    points = extraction.points_of(space, embedding, cost_model, cfg.size)
     source = Arch.parse(params.source.arch)
-    source_point = extract.points_of([source], embedding, cost_model, cfg.size)[0]
-    max_point = extract.reference_point(points, source_point, cfg.reference)
+    source_point = extraction.points_of([source], embedding, cost_model, cfg.size)[0]
+    max_point = extraction.reference_point(points, source_point, cfg.reference)
     ordered = [pt.name for pt in fptas.order_space(points)]
     print(
         f"profile {params.profile!r}: {len(space)} architectures in spaces.{cfg.space}; teacher "
@@ -247,10 +243,10 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         f"ε = {cfg.epsilon}, |Θ| = {len(cfg.thetas)}"
     )
     geometry = {
-        f"spaces.{cfg.space} vs {params.source.name}": extract.space_geometry(
+        f"spaces.{cfg.space} vs {params.source.name}": extraction.space_geometry(
             space, source, embedding, cost_model.seq_len
         ),
-        "spaces.paper vs BERT-large": extract.space_geometry(
+        "spaces.paper vs BERT-large": extraction.space_geometry(
             params.spaces["paper"].architectures(),
             PRESETS["bert-large"].arch,
             PRESETS["bert-large"].embedding,
@@ -263,7 +259,7 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         params, space, points, max_point, embedding, teacher, tokenizer, blocks, paths, progress
     )
     print(f"surrogate check: s = {steps} ({steps_reason})")
-    sample_key = extract.write_sample(
+    sample_key = extraction.write_sample(
         teacher,
         tokenizer,
         blocks,
@@ -365,8 +361,8 @@ def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[
         ),
     }
 
-    description = extract.describe(chosen.best, embedding, cost_model, source)
-    extract.write_extracted(description, resolve(paths.extracted_dir))
+    description = extraction.describe(chosen.best, embedding, cost_model, source)
+    extraction.write_extracted(description, resolve(paths.extracted_dir))
     result = Result(
         profile=params.profile,
         arch=description["arch"],

@@ -37,39 +37,22 @@ from ose.finetuning.comparison import (
 )
 from ose.finetuning.generator import NearestNeighbourSubstitution, input_embeddings
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, fmt
 from ose.search.extraction import load_teacher
-from ose.stages.agora_torus import Result as TorusResult
 from ose.stats import holm
 from ose.training.source_model import resolve_source
 
 
-def _declared(name: str):
-    return declared("finetune", name, item="{task}")
-
-
-@dataclass(frozen=True)
-class Paths:
+class Paths(paths_class("finetune", item="{task}")):
     """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`), with
-    `{task}` where dvc.yaml has `${item}` (`metrics_file`, `cache_dir`)."""
-
-    tasks_dir: str | Path = _declared("tasks_dir")
-    teacher_dir: str | Path = _declared("teacher_dir")
-    # arm kd: random init + KD (the paper's recipe)
-    student_dir: str | Path = _declared("student_dir")
-    # arm mlm: random init + MLM only
-    student_mlm_only_dir: str | Path = _declared("student_mlm_only_dir")
-    # arm inherited_kd (an extension)
-    student_inherited_dir: str | Path = _declared("student_inherited_dir")
-    # one JSON per finished (seed, student)
-    cache_dir: str | Path = _declared("cache_dir")
-    metrics_file: str | Path = _declared("metrics_file")
-    tables_dir: str | Path = _declared("tables_dir")
-    figures_dir: str | Path = _declared("figures_dir")
+    `{task}` where dvc.yaml has `${item}` (`metrics_file`, `cache_dir`). `student_dir`: arm kd: random
+    init + KD (the paper's recipe); `student_mlm_only_dir`: arm mlm: random init + MLM only;
+    `student_inherited_dir`: arm inherited_kd (an extension); `cache_dir`: one JSON per finished (seed,
+    student)."""
 
     def task_dir(self, task: str) -> Path:
         return resolve(self.tasks_dir) / task
@@ -292,12 +275,13 @@ def seconds_rows(comparison: dict) -> list[dict]:
     ]
 
 
-def run(params: Params, task: str, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, task: str, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Run the paired experiment on `task`; write the tables, the figure and the metrics.
 
     Returns the metrics and what the notebook shows: Markdown tables (`scores`: per seed; `summary`:
     per arm; `effects`; `agora_rounds`; `added`: a few added points; `seconds`) and the figure.
     """
+    paths = paths or Paths()
     comparison = compare(params, task, paths, progress)
     result = summarise_comparison(comparison, params, task)
     write_outputs(comparison, result, params, task, paths)
@@ -431,7 +415,7 @@ def _share(value: float | None) -> str:
     return "n/a" if value is None or math.isnan(value) else f"{100 * value:.0f}%"
 
 
-def finetune_section(tasks: dict[str, Result], torus: TorusResult | None) -> str:
+def finetune_section(tasks: dict[str, Result]) -> str:
     first = next(iter(tasks.values()))
     thetas = ", ".join(f"{t['name']} ({t['epochs']} epochs)" for t in first.thetas)
     text = (
@@ -459,14 +443,7 @@ def finetune_section(tasks: dict[str, Result], torus: TorusResult | None) -> str
         f"{paper.NLU}. Its per-task test scores, for reference only (the leaderboards' hidden test sets, "
         f"0-100; source: {paper.SCORES_SOURCE}):\n\n{paper_reference_table()}\n"
     )
-    if torus:
-        text += (
-            f"\nThe blog's toy example: test accuracy {torus.accuracy_without_agora:.3f} without Agora, "
-            f"{torus.accuracy_with_agora:.3f} with it ({torus.points_added} points added); trained on "
-            f"train and dev with true labels: {torus.accuracy_train_plus_dev_true_labels:.3f}.\n\n"
-            f"{figure('agora_torus.png', 'Agora on a torus learned from an unrepresentative sample')}"
-        )
-    return text + "\n"
+    return text  # the report appends the torus paragraph (`ose.stages.agora_torus.section`), then "\n"
 
 
 def _agora_claim(tasks: dict[str, Result]) -> dict:

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt
 from ose.configs import PRETRAIN_ARMS
 from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
@@ -41,19 +41,10 @@ LABELS = {
 }
 
 
-@dataclass(frozen=True)
-class Paths:
-    teacher_dir: str | Path = declared("pretrain", "teacher_dir")
-    corpus_dir: str | Path = declared("pretrain", "corpus_dir")
-    extracted_dir: str | Path = declared("pretrain", "extracted_dir")
-    student_dir: str | Path = declared("pretrain", "student_dir")  # arm kd, which later stages read
-    baseline_dir: str | Path = declared("pretrain", "baseline_dir")  # arm mlm
-    inherited_dir: str | Path = declared("pretrain", "inherited_dir")  # arm inherited_kd
-    inherited_mlm_dir: str | Path = declared("pretrain", "inherited_mlm_dir")  # arm inherited_mlm
-    checkpoint_dir: str | Path = declared("pretrain", "checkpoint_dir")
-    metrics_file: str | Path = declared("pretrain", "metrics_file")
-    tables_dir: str | Path = declared("pretrain", "tables_dir")
-    figures_dir: str | Path = declared("pretrain", "figures_dir")
+class Paths(paths_class("pretrain")):
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`).
+    One folder per arm: `student_dir` kd (which later stages read), `baseline_dir` mlm,
+    `inherited_dir` inherited_kd, `inherited_mlm_dir` inherited_mlm."""
 
     def arm_dir(self, arm: str) -> Path:
         folders = {
@@ -144,11 +135,12 @@ def distillation_verdicts(arms: dict[str, dict]) -> dict[str, bool]:
     }
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Train every arm, check the saved students load as ξ, write the table, the figure, the metrics.
 
     Returns the metrics and what the notebook shows: the figure's path and the arms' table (markdown).
     """
+    paths = paths or Paths()
     cfg = params.pretrain
     arch, extracted = read_extracted(resolve(paths.extracted_dir))
     teacher, tokenizer, teacher_arch, embedding = load_teacher(resolve(paths.teacher_dir))

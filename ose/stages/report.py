@@ -17,19 +17,14 @@ from pathlib import Path
 
 from ose.params import Params
 from ose.pipeline.atomic import write_text_atomic
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table
 from ose.stages import agora_torus, benchmark, costs, extract, finetune, pretrain, teacher
 
 
-@dataclass(frozen=True)
-class Paths:
+class Paths(paths_class("report")):
     """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
-
-    metrics_dir: str | Path = declared("report", "metrics_dir")
-    tables_dir: str | Path = declared("report", "tables_dir")
-    report_file: str | Path = declared("report", "report_file")
 
 
 @dataclass(frozen=True)
@@ -108,7 +103,14 @@ def _sections(metrics: Metrics, tables: Path) -> list[tuple[str, str | None]]:
             "pretrain",
             pretrain.pretraining_section(m.teacher, m.pretrain) if m.pretrain and m.teacher else None,
         ),
-        ("finetune", finetune.finetune_section(m.finetune, m.agora_torus) if m.finetune else None),
+        (
+            "finetune",
+            finetune.finetune_section(m.finetune)
+            + (agora_torus.section(m.agora_torus) if m.agora_torus else "")
+            + "\n"
+            if m.finetune
+            else None,
+        ),
         ("benchmark", benchmark.speed_section(m.benchmark) if m.benchmark else None),
     ]
 
@@ -141,11 +143,12 @@ def render(
     return "\n".join(parts)
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Render the report from the stages' results and tables, and write it.
 
     Returns the result and what the notebook shows: the report's Markdown (`report`).
     """
+    paths = paths or Paths()
     metrics_dir, tables_dir = resolve(paths.metrics_dir), resolve(paths.tables_dir)
     tasks = params.finetune.tasks
     text = render(metrics_dir, tables_dir, params.profile, tasks)

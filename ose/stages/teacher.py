@@ -9,14 +9,13 @@ are measured before and after, on the same fixed masking.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import matplotlib.pyplot as plt
 import torch
 
 from ose.data.prepare import load_blocks
 from ose.params import Params
-from ose.pipeline.dvcfile import declared
+from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult
@@ -31,13 +30,8 @@ from ose.training.source_model import (
 )
 
 
-@dataclass(frozen=True)
-class Paths:
-    corpus_dir: str | Path = declared("teacher", "corpus_dir")
-    teacher_dir: str | Path = declared("teacher", "teacher_dir")
-    checkpoint_dir: str | Path = declared("teacher", "checkpoint_dir")
-    metrics_file: str | Path = declared("teacher", "metrics_file")
-    figures_dir: str | Path = declared("teacher", "figures_dir")
+class Paths(paths_class("teacher")):
+    """The notebook's path parameters; defaults: what dvc.yaml passes (`ose.pipeline.dvcfile`)."""
 
 
 @dataclass(frozen=True)
@@ -68,11 +62,12 @@ def curves_title(source: str, history: list[dict]) -> str:
     return f"teacher: {source} used as is (teacher.steps = 0)"
 
 
-def run(params: Params, paths: Paths = Paths(), progress: bool = True) -> tuple[Result, dict]:
+def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tuple[Result, dict]:
     """Adapt the source (unless teacher.steps is 0), save it as the teacher, write figure and metrics.
 
     Returns the metrics and what the notebook shows: the training figure's path.
     """
+    paths = paths or Paths()
     cfg = params.teacher
     torch.manual_seed(params.seed)  # the fresh masked-LM head
     model, tokenizer = load_masked_lm(params.source.model)

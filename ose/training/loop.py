@@ -3,7 +3,8 @@ per-step seeding, evaluation with optional model selection, checkpoints.
 
 Teacher adaptation (`ose.training.source_model`), the surrogate error ê (`ose.training.distill`),
 KD pretraining (`ose.training.pretraining`) and fine-tuning (`ose.finetuning.classifier`) all train
-with `train`; they differ only in their loss (`loss_fn(model, step, generator)`), evaluation and recipe (`TrainConfig`).
+with `train`; they differ only in their loss (`loss_fn(model, step, generator)`), evaluation and
+recipe (`TrainConfig`).
 
 Per-step seeding, the project's only copy of the rule: step t (0-based) of a run with seed s seeds
 torch's global generator (dropout) and `step_generator(s, t)` (batch choice, masking) with
