@@ -533,6 +533,35 @@ class GeneratorConfig:
         checks.in_range("fraction", self.fraction, 0, 1, low_open=True)
 
 
+class _Unset:
+    """The default of a `TaskSettings` key the task leaves to its `finetune` group."""
+
+    def __repr__(self) -> str:
+        return "unset"
+
+
+UNSET: Any = _Unset()
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """`finetune.task_settings.<task>`: the keys of `finetune` one task sets for itself; a key left
+    out keeps the group's value. DVC tracks each task's entry as its own parameter
+    (`finetune.task_settings.${item}`), so editing one task's entry re-runs that task's stage only."""
+
+    KEYS: ClassVar[tuple[str, ...]] = ("students", "seeds", "train_size", "dev_size", "max_len")
+    optional_keys: ClassVar[tuple[str, ...]] = KEYS  # `ose.params`: every key may be left out
+
+    students: list[str] = UNSET
+    seeds: list[int] = UNSET
+    train_size: int | None = UNSET
+    dev_size: int | None = UNSET
+    max_len: int = UNSET
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not UNSET}
+
+
 @dataclass(frozen=True)
 class FineTune:
     """Stage `finetune` (one DVC stage per task): per seed, the labeller S (the source fine-tuned on a
@@ -545,7 +574,9 @@ class FineTune:
 
     tasks: list[str]
     students: list[str]
-    task_students: dict[str, list[str]]  # a task's own students where they differ from `students`
+    # a task's own values of some keys (`TaskSettings.KEYS`); every task of `tasks` has an entry,
+    # `{}` when it changes nothing: DVC tracks each entry, and a missing one stops `dvc repro`
+    task_settings: dict[str, TaskSettings]
     seeds: list[int]
     train_size: int | None  # a balanced seeded sample of each task's train split; null: all
     dev_size: int | None  # a stratified seeded sample of the dev split; null: all
@@ -568,10 +599,6 @@ class FineTune:
         if not self.students:
             checks.fail("students", f"name at least one of {list(self.STUDENTS)}")
         checks.subset("students", self.students, self.STUDENTS)
-        for task, students in self.task_students.items():  # an entry for a task not run is unused
-            if not students:
-                checks.fail(f"task_students.{task}", f"name at least one of {list(self.STUDENTS)}")
-            checks.subset(f"task_students.{task}", students, self.STUDENTS)
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             checks.fail("seeds", f"must be distinct seeds, at least one, got {self.seeds}")
         for k, seed in enumerate(self.seeds):
@@ -590,10 +617,30 @@ class FineTune:
         checks.thetas("thetas", self.thetas)
         if not isinstance(self.bf16, bool):
             checks.fail("bf16", f"must be true or false, got {self.bf16!r}")
+        missing = [task for task in self.tasks if task not in self.task_settings]
+        if missing:
+            checks.fail(
+                f"task_settings.{missing[0]}",
+                "missing: every task of finetune.tasks needs an entry, `{}` when it changes nothing "
+                "(DVC tracks each task's entry, so editing one re-runs that task's stage only)",
+            )
+        for task, settings in self.task_settings.items():  # an entry for a task not run is unused
+            if settings.overrides():  # the group's values with the task's applied pass the same checks
+                try:
+                    dataclasses.replace(
+                        self, tasks=[task], task_settings={task: TaskSettings()}, **settings.overrides()
+                    )
+                except checks.ConfigError as exc:
+                    checks.fail(f"task_settings.{task}.{exc.field}", exc.message)
 
-    def students_for(self, task: str) -> list[str]:
-        """The students fine-tuned on `task`: its `task_students` entry, else `students`."""
-        return list(self.task_students.get(task, self.students))
+    def for_task(self, task: str) -> FineTune:
+        """The settings `task` is fine-tuned with: the group's, with the task's own entry applied."""
+        return dataclasses.replace(self, **self.task_settings.get(task, TaskSettings()).overrides())
+
+    def key_of(self, task: str, key: str) -> str:
+        """Where `task`'s value of `key` is set in params.yaml (for messages)."""
+        overrides = self.task_settings.get(task, TaskSettings()).overrides()
+        return f"finetune.task_settings.{task}.{key}" if key in overrides else f"finetune.{key}"
 
     def source_config(self) -> FineTuneConfig:
         """The labeller S: the source fine-tuned with one hyperparameter set."""

@@ -2,11 +2,13 @@
 
 `check_environment(params)` runs before any work (`python -m ose.params check`, which `make
 reproduce` calls, and the first stage, `data`): `source.model` must resolve offline
-(`ose.training.source_model.resolve_source`); its positions must hold `data.block_size`, `finetune.max_len`
-and `benchmark.seq_lens`; each of our own tasks must split into non-empty train, dev and test
-splits holding both classes, and its fine-tuning sample must hold two classes for every seed.
-Kept apart from `ose.params`, which every stage imports, so that only the stages that run these
-checks depend on the modules they read.
+(`ose.training.source_model.resolve_source`); its positions must hold `data.block_size`,
+`finetune.max_len` and `benchmark.seq_lens`; each of our own tasks must split into non-empty train,
+dev and test splits holding both classes; and every task of `finetune.tasks` that can be read here
+(our own, GLUE and SuperGLUE from a local folder, the user's files; not a hub download) must hold
+the fine-tuning samples its settings ask for (`finetune.train_size`, or the task's own entry in
+`finetune.task_settings`) for every seed. Kept apart from `ose.params`, which every stage imports,
+so that only the stages that run these checks depend on the modules they read.
 """
 
 from __future__ import annotations
@@ -38,6 +40,77 @@ def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]
     _check_positions(params, where)
     for name in params.data.tasks:
         _check_task_splits(params, name, readers)
+    for task in _local_finetune_tasks(params):
+        check_finetune_sizes(params, task)
+
+
+def _local_finetune_tasks(params: Params) -> list:
+    """The tasks of `finetune.tasks` that are read from local files, as stage `data` reads them
+    (our own tasks are checked with their splits)."""
+    from ose.data.glue import read_glue_task
+    from ose.data.superglue import read_superglue_task
+    from ose.data.user_tasks import read_user_task
+    from ose.pipeline.paths import resolve
+
+    data, wanted = params.data, set(params.finetune.tasks) - set(params.data.tasks)
+    tasks = []
+    for k, cfg in enumerate(data.files):
+        if cfg.name in wanted:
+            tasks.append(
+                read_user_task(
+                    cfg,
+                    dev_fraction=data.dev_fraction,
+                    test_fraction=data.test_fraction,
+                    seed=params.seed,
+                    where=f"data.files[{k}] ({cfg.name})",
+                )
+            )
+    for name in data.glue_tasks:
+        if name in wanted and data.glue_dir:
+            tasks.append(
+                read_glue_task(resolve(data.glue_dir), name, dev_fraction=data.dev_fraction, seed=params.seed)
+            )
+    for name in data.superglue_tasks:
+        if name in wanted and data.superglue_dir and name not in data.glue_tasks:
+            tasks.append(
+                read_superglue_task(
+                    resolve(data.superglue_dir), name, dev_fraction=data.dev_fraction, seed=params.seed
+                )
+            )
+    return tasks
+
+
+def check_finetune_sizes(params: Params, task) -> None:
+    """`task`'s fine-tuning samples (its own settings applied) fit its splits, for every seed.
+
+    A balanced train sample of n rows over k classes needs ceil(n / k) rows of each class; the
+    message names the key that set n, the split's class counts and the largest n that fits.
+    """
+    from ose.finetuning.classifier import balanced_sample
+
+    cfg = params.finetune.for_task(task.name)
+    size, key = cfg.train_size, cfg.key_of(task.name, "train_size")
+    labels = task.train["label"]
+    if size is None or size >= len(task.train) or labels.dtype.kind == "f":
+        return
+    counts = {str(c): int(n) for c, n in labels.value_counts().sort_index().items()}
+    need = -(-size // len(counts))
+    if min(counts.values()) < need:
+        fits = min(counts.values()) * len(counts)
+        _fail(
+            key,
+            f"{size} asks a balanced train sample of {task.name} with {need} rows per class; its train "
+            f"split has {counts}: set finetune.task_settings.{task.name}.train_size to at most {fits}, "
+            "or null (the whole split)",
+        )
+    for k, seed in enumerate(cfg.seeds):
+        sample = balanced_sample(task.train, size, seed, key)
+        if sample["label"].nunique() < 2:
+            _fail(
+                key,
+                f"{size} draws a train sample of one class for {task.name} with finetune.seeds[{k}] = {seed} "
+                f"(from a train split of {len(task.train)}); raise it, or null: the whole train split",
+            )
 
 
 def _check_positions(params: Params, where: str) -> None:
@@ -101,11 +174,8 @@ def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable
             f"{value} gives {name} splits of {shown} examples per class ({', '.join(spec.label_names)}); "
             f"every split needs {need}",
         )
-    size = params.finetune.train_size
-    if name not in params.finetune.tasks or size is None:
+    if name not in params.finetune.tasks:
         return
-    from ose.finetuning.classifier import balanced_sample
-
     task = build_task(
         name,
         dev_fraction=data.dev_fraction,
@@ -114,14 +184,4 @@ def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable
         max_examples=data.max_examples,
         readers={name: lambda: corpus},
     )
-    for k, seed in enumerate(params.finetune.seeds):
-        try:
-            sample = balanced_sample(task.train, size, seed, "finetune.train_size")
-        except ValueError as exc:
-            _fail("finetune.train_size", f"{name} (finetune.seeds[{k}] = {seed}): {exc}")
-        if sample["label"].nunique() < 2:
-            _fail(
-                "finetune.train_size",
-                f"{size} draws a train sample of one class for {name} with finetune.seeds[{k}] = {seed} "
-                f"(from a train split of {len(task.train)}); raise it, or null: the whole train split",
-            )
+    check_finetune_sizes(params, task)

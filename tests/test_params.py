@@ -232,6 +232,7 @@ def _corpus(name: str, counts: dict[str, int]):
 def _one_task(default: dict, **data) -> dict:
     default["data"].update(tasks=["rotten_tomatoes"], **data)
     default["finetune"]["tasks"] = ["rotten_tomatoes"]
+    default["finetune"]["task_settings"] = {"rotten_tomatoes": {}}
     return default
 
 
@@ -261,7 +262,7 @@ def test_block_size_must_fit_the_source_positions(tmp_path, default, model_type,
     )
     default["source"]["model"] = str(tmp_path)
     default["data"].update(tasks=[], glue_tasks=["rte"], block_size=usable)  # no corpus to read
-    default["finetune"].update(tasks=["rte"], max_len=16)
+    default["finetune"].update(tasks=["rte"], task_settings={"rte": {}}, max_len=16)
     default["benchmark"]["seq_lens"] = [16]
     check_environment(from_dict(default))
     default["data"]["block_size"] = usable + 1
@@ -300,7 +301,9 @@ def test_a_balanced_fine_tuning_sample_too_large_for_a_class_is_named(default):
     params = from_dict(_one_task(default))
     with pytest.raises(
         ParamsError,
-        match=r"^finetune\.train_size: rotten_tomatoes \(finetune\.seeds\[0\] = 0\): .*needs 10 rows",
+        match=r"^finetune\.train_size: 20 asks a balanced train sample of rotten_tomatoes with 10 rows per "
+        r"class; its train split has \{'0': 160, '1': 4\}: set finetune\.task_settings\.rotten_tomatoes"
+        r"\.train_size to at most 8",
     ):
         check_environment(params, readers=readers)
     default["finetune"]["train_size"] = None

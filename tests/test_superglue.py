@@ -183,6 +183,7 @@ def test_params_superglue_tasks_reach_finetune_and_rte_once():
     raw = render_profile("default")
     raw["data"]["superglue_tasks"] = ["copa", "rte"]
     raw["finetune"]["tasks"] = ["copa"]
+    raw["finetune"]["task_settings"] = {"copa": {}}
     assert from_dict(raw).data.task_names()[-2:] == ["copa", "rte"]
     raw["data"]["glue_tasks"] = ["rte"]
     with pytest.raises(ParamsError, match=r"^data\.superglue_tasks\[1\]: 'rte' is also in glue_tasks"):

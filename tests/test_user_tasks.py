@@ -49,6 +49,7 @@ def params_with(data: dict, finetune_tasks: list[str]):
     raw = render_profile("default")
     raw["data"].update(data)
     raw["finetune"]["tasks"] = finetune_tasks
+    raw["finetune"]["task_settings"] = {task: {} for task in finetune_tasks}
     return from_dict(raw)
 
 

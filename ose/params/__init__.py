@@ -233,13 +233,22 @@ def profile_names() -> list[str]:
     return sorted(p.stem for p in paths.PROFILES.glob("*.yaml"))
 
 
+WHOLE_MAPPINGS = ("finetune.task_settings",)
+
+
 def _overlay(base: dict, update: dict, path: str) -> dict:
     merged = copy.deepcopy(base)
     for key, value in update.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in merged:
             _fail(where, f"unknown key in profile; allowed keys here: {sorted(merged)}")
-        if isinstance(value, dict) and isinstance(merged[key], dict) and path != "spaces":
+        # a mapping whose keys the user names (spaces, per-task settings) is replaced whole
+        if (
+            isinstance(value, dict)
+            and isinstance(merged[key], dict)
+            and where not in WHOLE_MAPPINGS
+            and path != "spaces"
+        ):
             merged[key] = _overlay(merged[key], value, where)
         else:
             merged[key] = copy.deepcopy(value)

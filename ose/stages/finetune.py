@@ -12,7 +12,7 @@ Finished (seed, student) records are cached (`Paths.cache_dir`), so a killed run
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -133,13 +133,24 @@ def generator_for(params: Params, tokenizer, teacher) -> NearestNeighbourSubstit
     )
 
 
+def taken(available: int, asked: int | None, how: str) -> str:
+    """What a sample of `asked` rows takes from `available`, in words."""
+    if asked is None:
+        return f"all {available:,} (none asked)"
+    if asked >= available:
+        return f"all {available:,} ({asked:,} asked)"
+    return f"{how} of {asked:,} of {available:,}"
+
+
 def describe(params: Params, data: TaskData) -> str:
+    """The log line of the task's settings (`params.finetune` already the task's: `FineTune.for_task`)."""
     cfg = params.finetune
+    train = taken(len(data.train), cfg.train_size, "a balanced sample")
+    dev = taken(len(data.dev), cfg.dev_size, "a stratified sample")
     return (
-        f"profile {params.profile!r}, task {data.name!r}: {len(data.train):,} train (a balanced sample of "
-        f"{cfg.train_size} per seed), {len(data.dev):,} dev (sampled to {cfg.dev_size}), {len(data.test):,} "
-        f"test; metric {data.main_metric}; seeds {cfg.seeds}; students {cfg.students_for(data.name)}; "
-        f"|Θ| = {len(cfg.thetas)}"
+        f"profile {params.profile!r}, task {data.name!r}: train {train} per seed; dev {dev} per seed; "
+        f"test all {len(data.test):,}; metric {data.main_metric}; seeds {cfg.seeds}; "
+        f"students {cfg.students}; max_len {cfg.max_len}; |Θ| = {len(cfg.thetas)}"
     )
 
 
@@ -154,7 +165,7 @@ def compare(params: Params, task: str, paths: Paths, progress: bool = True) -> d
         data,
         tokenizer,
         resolve_source(params.source.model),
-        {name: paths.student(name) for name in cfg.students_for(task)},
+        {name: paths.student(name) for name in cfg.students},
         cfg.source_config(),
         cfg.student_config(),
         [asdict(t) for t in cfg.thetas],
@@ -282,6 +293,7 @@ def run(params: Params, task: str, paths: Paths | None = None, progress: bool = 
     per arm; `effects`; `agora_rounds`; `added`: a few added points; `seconds`) and the figure.
     """
     paths = paths or Paths()
+    params = replace(params, finetune=params.finetune.for_task(task))
     comparison = compare(params, task, paths, progress)
     result = summarise_comparison(comparison, params, task)
     write_outputs(comparison, result, params, task, paths)
