@@ -663,7 +663,7 @@ class FineTune:
 @dataclass(frozen=True)
 class Benchmark:
     """Stage `benchmark`: CPU latency of the presets, the source and the student, timed in interleaved
-    rounds (`ose.speed.bench.benchmark_models`), speed-ups with bootstrap intervals over the rounds."""
+    rounds (`ose.speed.harness.benchmark_models`), speed-ups with bootstrap intervals over the rounds."""
 
     # What the stage times besides the presets (the ONNX sessions only with `onnx`).
     STAGE_MODELS: ClassVar[tuple[str, ...]] = ("source", "student", "student-onnx", "student-onnx-int8")

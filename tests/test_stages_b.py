@@ -171,7 +171,7 @@ def _benchmark(tmp_path, monkeypatch, onnx: bool):
     )
     params = dataclasses.replace(params, benchmark=cfg)
     monkeypatch.setattr(benchmark, "load_models", _tiny_models)
-    monkeypatch.setattr(benchmark.bench, "gemm_peak_gflops", lambda threads, seed: {"gflops_per_s": 1.0})
+    monkeypatch.setattr(benchmark.gemm, "gemm_peak_gflops", lambda threads, seed: {"gflops_per_s": 1.0})
     out = benchmark.Paths(
         student_dir="unused",
         onnx_dir=tmp_path / "onnx",
@@ -246,7 +246,7 @@ def _claims(statuses: dict[tuple[int, int], tuple[float, float, float]], claimed
             "round_min": lo,
             "round_max": hi,
             "round_sd_log": 0.01,
-            "status": benchmark.bench.claim_status({"ci_low": lo, "ci_high": hi}, claimed),
+            "status": benchmark.ratios.claim_status({"ci_low": lo, "ci_high": hi}, claimed),
         }
         for (b, s), (x, lo, hi) in statuses.items()
     ]

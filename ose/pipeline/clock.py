@@ -1,7 +1,7 @@
 """The one wall-clock timer: `time.perf_counter` around each call, in milliseconds.
 
 `ose.search.cost_model.time_call` (latency of one ξ: warm-up, repeats, median and IQR, under a fixed
-thread count) and `ose.speed.bench` (blocks of back-to-back forward passes inside interleaved rounds)
+thread count) and `ose.speed.harness` (blocks of back-to-back forward passes inside interleaved rounds)
 both time with `call_times_ms`; what they do with the samples is theirs. No other `ose` import: the
 timer must not drag a model library into whatever uses it.
 """

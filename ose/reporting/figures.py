@@ -365,7 +365,7 @@ def speedup_figure(
 
     `paper` maps "<model> vs <reference>" (e.g. `ose.paper.SPEEDUPS`) to the claimed speed-up.
     In each panel: the claimed model's measured speed-up over the reference at every (batch, seq)
-    cell (`ose.speed.bench.speedups` rows), with its 95% interval as error bars; the models of `also`
+    cell (`ose.speed.ratios.speedups` rows), with its 95% interval as error bars; the models of `also`
     against the same reference, where measured, beside it; the paper's figure as a dashed line.
     A claim with no measurement still gets its panel, saying so, so nothing the paper says is
     dropped silently.
@@ -438,7 +438,7 @@ def speedup_figure(
 
 
 def latency_figure(rows: Sequence[dict]) -> Figure:
-    """Median latency per model at each (batch, seq) cell (`ose.speed.bench.benchmark_models` rows),
+    """Median latency per model at each (batch, seq) cell (`ose.speed.harness.benchmark_models` rows),
     log scale, with the interquartile range as error bars."""
     if not rows:
         raise ValueError("rows is empty: nothing to draw")

@@ -42,7 +42,7 @@ class Timing:
 def time_call(fn: Callable[[], object], warmup: int, repeats: int, threads: int) -> Timing:
     """Median wall time of `fn()` after `warmup` untimed calls, with `threads` intra-op threads.
 
-    The calls are timed by `ose.pipeline.clock.call_times_ms`, the timer `ose.speed.bench` uses too.
+    The calls are timed by `ose.pipeline.clock.call_times_ms`, the timer `ose.speed.harness` uses too.
     """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -1,1 +1,4 @@
-"""Phase 5, speed: CPU latency of whole models and speed-ups with confidence intervals (`bench`)."""
+"""Phase 5, speed: CPU latency of whole models in interleaved rounds (`harness`), speed-up ratios
+with bootstrap intervals (`ratios`), the machine's matrix-product peak as the hardware reference
+(`gemm`), and ONNX Runtime export, int8 quantisation and equivalence checks (`onnx`).
+"""

@@ -1,14 +1,14 @@
 """Stage `benchmark` (notebook 08): CPU latency of BERT-large, BERT-base, Bort, the source and the student.
 
-Every network is timed in one process, in interleaved rounds (`ose.speed.bench.benchmark_models`), at the
+Every network is timed in one process, in interleaved rounds (`ose.speed.harness.benchmark_models`), at the
 (batch, seq) cells of `benchmark.batch_sizes` × `benchmark.seq_lens`; the models of
 `benchmark.grid_models` at every cell, the others at the smallest one. Every speed-up is the
 geometric mean of per-round ratios with a 95% bootstrap interval over the rounds
-(`ose.speed.bench.speedups`). The paper's two claims (Bort ~20× faster than BERT-large, 7.9× than
+(`ose.speed.ratios.speedups`). The paper's two claims (Bort ~20× faster than BERT-large, 7.9× than
 BERT-base) are located on that grid: at each cell the claim "holds" (inside the interval), is
 "exceeded" or falls "short". With `benchmark.onnx` the student is also exported to ONNX Runtime,
 plain and int8-quantised, checked against PyTorch and timed in the same rounds; the int8 ratios
-come with their spread across rounds and a split-half stability check (`ose.speed.bench.stability`).
+come with their spread across rounds and a split-half stability check (`ose.speed.ratios.stability`).
 Without it nothing is exported, and `onnx_dir` holds only a note saying so (DVC still finds the
 stage's output).
 """
@@ -31,7 +31,7 @@ from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
 from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, produced_by
-from ose.speed import bench
+from ose.speed import gemm, harness, onnx, ratios
 from ose.training.source_model import resolve_source
 
 # (model, reference) pairs reported, wherever both were timed in the same cell
@@ -121,7 +121,7 @@ class Paths(paths_class("benchmark")):
 @dataclass(frozen=True)
 class Result(StageResult):
     """reports/metrics/benchmark.json. A speed-up is a dict: the cell (batch, seq) and `speedup`,
-    `ci_low`, `ci_high` (95% bootstrap over rounds, `ose.speed.bench.ratio_ci`); the `speedup_*` and
+    `ci_low`, `ci_high` (95% bootstrap over rounds, `ose.speed.ratios.ratio_ci`); the `speedup_*` and
     `ort_*` fields hold the headline cell's (smallest batch and sequence); None when a model was
     not measured."""
 
@@ -141,7 +141,7 @@ class Result(StageResult):
     ort_int8_vs_fp32_extracted: dict | None
     paper_claims: list[dict]  # per claim and cell: the speed-up and where the paper's figure sits
     int8_stability: list[dict]  # per int8 comparison and cell: spread across rounds, split halves
-    onnx_equivalence: dict  # session name → `ose.speed.bench.check_equivalence`; empty without benchmark.onnx
+    onnx_equivalence: dict  # session name → `ose.speed.onnx.check_equivalence`; empty without benchmark.onnx
     gemm_peak_gflops: float
     paper_speedup_vs_bert_large: float
     paper_speedup_vs_bert_base: float
@@ -168,15 +168,14 @@ def onnx_sessions(params: Params, student, onnx_dir: Path) -> tuple[dict, dict]:
     """The student exported to ONNX, plain and int8, as sessions; and each one's equivalence check."""
     threads = params.benchmark.threads
     (onnx_dir / SKIPPED).unlink(missing_ok=True)
-    onnx_path = bench.export_onnx(student, onnx_dir / ONNX_FILES[0])
-    int8_path = bench.quantize_int8(onnx_path, onnx_dir / ONNX_FILES[1])
+    onnx_path = onnx.export_onnx(student, onnx_dir / ONNX_FILES[0])
+    int8_path = onnx.quantize_int8(onnx_path, onnx_dir / ONNX_FILES[1])
     sessions = {
-        "student-onnx": bench.ort_session(onnx_path, threads),
-        "student-onnx-int8": bench.ort_session(int8_path, threads),
+        "student-onnx": onnx.ort_session(onnx_path, threads),
+        "student-onnx-int8": onnx.ort_session(int8_path, threads),
     }
     equivalence = {
-        name: bench.check_equivalence(student, session, seed=params.seed)
-        for name, session in sessions.items()
+        name: onnx.check_equivalence(student, session, seed=params.seed) for name, session in sessions.items()
     }
     return sessions, equivalence
 
@@ -196,10 +195,11 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def time_models(params: Params, models: dict, progress: bool = True) -> bench.Timings:
-    """`ose.speed.bench.benchmark_models` with the stage's settings; `grid_models` not loaded are dropped."""
+def time_models(params: Params, models: dict, progress: bool = True) -> harness.Timings:
+    """`ose.speed.harness.benchmark_models` with the stage's settings; `grid_models` not loaded are
+    dropped."""
     cfg = params.benchmark
-    return bench.benchmark_models(
+    return harness.benchmark_models(
         models,
         cfg.batch_sizes,
         cfg.seq_lens,
@@ -221,7 +221,7 @@ def speedup_rows(rounds: list[dict], seed: int = 0) -> list[dict]:
         row
         for model, reference in COMPARISONS
         if model in timed and reference in timed
-        for row in bench.speedups(rounds, reference, [model], seed=seed)
+        for row in ratios.speedups(rounds, reference, [model], seed=seed)
     ]
 
 
@@ -231,7 +231,7 @@ def _compact(row: dict) -> dict:
 
 def paper_claims(speedups: list[dict]) -> list[dict]:
     """Per paper claim and measured cell: our speed-up, its interval, and where the paper's figure
-    sits against it (`ose.speed.bench.claim_status`: holds, exceeded, short)."""
+    sits against it (`ose.speed.ratios.claim_status`: holds, exceeded, short)."""
     out = []
     for model, reference, claimed in PAPER_CLAIMS:
         for row in speedups:
@@ -242,7 +242,7 @@ def paper_claims(speedups: list[dict]) -> list[dict]:
                         "reference": reference,
                         "paper": claimed,
                         **_compact(row),
-                        "status": bench.claim_status(row, claimed),
+                        "status": ratios.claim_status(row, claimed),
                     }
                 )
     return out
@@ -250,10 +250,10 @@ def paper_claims(speedups: list[dict]) -> list[dict]:
 
 def int8_stability(rounds: list[dict], speedups: list[dict]) -> list[dict]:
     """The int8 student's ratios (to fp32 ONNX and to PyTorch) at each cell, with the spread across
-    rounds and the split-half check (`ose.speed.bench.stability`)."""
+    rounds and the split-half check (`ose.speed.ratios.stability`)."""
     out = []
     for model, reference in INT8:
-        paired = bench.paired_rounds(rounds, model, reference)
+        paired = ratios.paired_rounds(rounds, model, reference)
         for row in speedups:
             if (row["model"], row["reference"]) != (model, reference):
                 continue
@@ -263,14 +263,14 @@ def int8_stability(rounds: list[dict], speedups: list[dict]) -> list[dict]:
                     "model": model,
                     "reference": reference,
                     **_compact(row),
-                    **bench.stability(ref_ms, model_ms, row),
+                    **ratios.stability(ref_ms, model_ms, row),
                 }
             )
     return out
 
 
 def write_outputs(
-    params: Params, timings: bench.Timings, speedups: list[dict], peak: dict, paths: Paths
+    params: Params, timings: harness.Timings, speedups: list[dict], peak: dict, paths: Paths
 ) -> dict:
     """The three tables (latency, speed-ups, raw rounds) and the two figures; returns what the
     notebook shows."""
@@ -308,7 +308,7 @@ def write_outputs(
 
 def summarise(
     params: Params,
-    timings: bench.Timings,
+    timings: harness.Timings,
     speedups: list[dict],
     peak: dict,
     equivalence: dict,
@@ -317,7 +317,7 @@ def summarise(
     cfg = params.benchmark
     headlines = {}
     for field, (model, reference) in HEADLINES.items():
-        row = bench.headline_speedup(speedups, model, reference)
+        row = ratios.headline_speedup(speedups, model, reference)
         headlines[field] = _compact(row) if row else None
     return Result(
         profile=params.profile,
@@ -333,7 +333,7 @@ def summarise(
         gemm_peak_gflops=peak["gflops_per_s"],
         paper_speedup_vs_bert_large=paper.SPEEDUP_VS_BERT_LARGE,
         paper_speedup_vs_bert_base=paper.SPEEDUP_VS_BERT_BASE,
-        environment=bench.environment_metadata(cfg.threads),
+        environment=harness.environment_metadata(cfg.threads),
     )
 
 
@@ -355,9 +355,9 @@ def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tu
     else:
         skip_onnx(onnx_dir)
         equivalence = {}
-    peak = bench.gemm_peak_gflops(cfg.threads, seed=params.seed)
+    peak = gemm.gemm_peak_gflops(cfg.threads, seed=params.seed)
     timings = time_models(params, models, progress)
-    timings = bench.Timings(rows=bench.peak_fractions(timings.rows, peak), rounds=timings.rounds)
+    timings = harness.Timings(rows=gemm.peak_fractions(timings.rows, peak), rounds=timings.rounds)
     speedups = speedup_rows(timings.rounds, params.seed)
     shown = write_outputs(params, timings, speedups, peak, paths)
     result = summarise(params, timings, speedups, peak, equivalence)
@@ -422,7 +422,7 @@ def speed_claims(m: Result | None) -> list[dict]:
     its 95% CI, and where on the grid the paper's figure holds), verdict, figure.
 
     Per cell the paper's figure "holds" (inside a decisive interval), is "exceeded", falls "short"
-    or is "undecided" (inside an interval too wide to tell: `ose.speed.bench.claim_status`). Verdicts:
+    or is "undecided" (inside an interval too wide to tell: `ose.speed.ratios.claim_status`). Verdicts:
     "reproduced" when it holds or is exceeded at one cell at least (the paper names no batch,
     length or thread count, so a cell where it holds is a setting that reproduces it);
     "reproduced at reduced scale" when that happens only at sequences shorter than 128 tokens
@@ -476,7 +476,7 @@ def _claims_grid(m: Result) -> str:
 
 def _int8_sentence(m: Result) -> str:
     """Is the int8 figure stable? Per cell: the ratio with its CI, its spread across rounds and the
-    split-half check (`ose.speed.bench.stability`), then one verdict with the reason."""
+    split-half check (`ose.speed.ratios.stability`), then one verdict with the reason."""
     if not m.int8_stability:
         return "The int8 student was not timed (`benchmark.onnx` is false).\n"
     rows = [
