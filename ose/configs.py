@@ -23,7 +23,7 @@ OWN_TASKS = ("rotten_tomatoes", "imdb", "bbc")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 SUPERGLUE_TASKS = ("boolq", "cb", "copa", "rte")  # SuperGLUE's RTE is GLUE's RTE: one task, `rte`
 BUILTIN_TASKS = tuple(dict.fromkeys(OWN_TASKS + GLUE_TASKS + SUPERGLUE_TASKS))  # = ose.data.tasks.TASK_NAMES
-USER_TASK_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # ose.data.tasks.METRICS for classification
+USER_TASK_METRICS = ("accuracy", "f1", "macro_f1", "mcc")  # ose.data.metrics.METRICS for classification
 USER_TASK_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")  # a folder under data/tasks and a DVC foreach key
 CORPUS_NAMES = ("imdb", "rotten_tomatoes", "bbc", "wikipedia", "bible")
 THETA_NAME = "name"  # the key of a hyperparameter set θ that names it, not a config field

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from ose.data.glue import HubDatasetUnavailable
+from ose.data.metrics import score
 from ose.data.superglue import (
     SUPERGLUE_LAYOUTS,
     copa_pair,
@@ -21,7 +22,7 @@ from ose.data.superglue import (
     read_superglue_task,
     superglue_frame,
 )
-from ose.data.tasks import load_task, save_task, score
+from ose.data.tasks import load_task, save_task
 from ose.params import ParamsError, from_dict, render_profile
 
 REPO = Path(__file__).resolve().parent.parent

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 
 from ose.data.corpus import Corpus, Provenance
+from ose.data.metrics import score
+from ose.data.splits import split_off_dev, split_sizes, stratified_split
 from ose.data.tasks import (
     TASK_NAMES,
     TaskData,
@@ -17,10 +19,6 @@ from ose.data.tasks import (
     main_metric,
     make_task_data,
     save_task,
-    score,
-    split_off_dev,
-    split_sizes,
-    stratified_split,
     task_spec,
     task_split_sizes,
 )

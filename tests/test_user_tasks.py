@@ -11,7 +11,8 @@ from transformers import BertTokenizer
 
 from ose.configs import UserTask
 from ose.data import tasks as tasks_module
-from ose.data.tasks import load_task, main_metric, save_task, score, task_spec
+from ose.data.metrics import score
+from ose.data.tasks import load_task, main_metric, save_task, task_spec
 from ose.data.user_tasks import UserTaskError, label_order, read_user_task
 from ose.params import ParamsError, from_dict, render_profile
 

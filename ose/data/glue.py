@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 
 from ose.data.corpus import check_name
-from ose.data.tasks import TaskData, make_task_data, split_off_dev, task_spec
+from ose.data.splits import split_off_dev
+from ose.data.tasks import TaskData, make_task_data, task_spec
 
 
 @dataclass(frozen=True)

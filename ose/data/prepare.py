@@ -23,6 +23,8 @@ from ose.data.corpus import (
     save_blocks,
 )
 from ose.data.glue import GLUE_TASKS, HubDatasetUnavailable, load_hub_task, read_glue_task
+from ose.data.metrics import score
+from ose.data.splits import split_off_dev
 from ose.data.tasks import (
     OWN_TASKS,
     TASK_NAMES,
@@ -32,8 +34,6 @@ from ose.data.tasks import (
     load_task,
     main_metric,
     save_task,
-    score,
-    split_off_dev,
 )
 from ose.pipeline.fingerprint import tokenizer_digest
 

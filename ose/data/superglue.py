@@ -35,7 +35,8 @@ from ose.configs import SUPERGLUE_TASKS
 from ose.data.corpus import check_name
 from ose.data.glue import HubDatasetUnavailable, load_hub_dataset, unavailable_reason
 from ose.data.jsonl import jsonl_objects
-from ose.data.tasks import TaskData, make_task_data, split_off_dev, task_spec
+from ose.data.splits import split_off_dev
+from ose.data.tasks import TaskData, make_task_data, task_spec
 
 SUPERGLUE_HUB_ID = "aps/super_glue"
 COPA_QUESTIONS = {"cause": "What was the cause?", "effect": "What happened as a result?"}

@@ -1,4 +1,4 @@
-"""Downstream tasks: what each task is (text columns, labels, metrics), its splits, its score.
+"""Downstream tasks: what each task is (text columns, labels, metrics), and its files.
 
 A split is a `pandas.DataFrame` with the task's text columns (`text` for one sentence, `text_a` and
 `text_b` for a pair) and `label` (class id, or a float for regression).
@@ -14,16 +14,11 @@ reported score is on a test split that Agora never saw. Our own tasks (`rotten_t
 whose test labels are hidden, the official dev set is our test split and a seeded part of the
 official train set is our dev split (`split_off_dev`; readers in `ose.data.glue`).
 
-Metrics follow GLUE, computed with `sklearn.metrics` and `scipy.stats`: accuracy; F1 of the
-positive class and accuracy for MRPC and QQP; Matthews correlation for CoLA; Pearson and Spearman
-correlation for STS-B. The main metric of each task follows BERT (Devlin et al. 2019), the
-comparison the Bort paper makes: F1 for MRPC and QQP, Spearman for STS-B, Matthews correlation for
-CoLA, accuracy otherwise.
+Seeded splits are in `ose.data.splits`, metrics and `score` in `ose.data.metrics`.
 """
 
 import json
 import math
-import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +30,7 @@ import pandas as pd
 from ose.configs import OWN_TASKS
 from ose.data.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
 from ose.data.jsonl import jsonl_objects
+from ose.data.splits import split_sizes, stratified_split
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.results import json_ready
 
@@ -241,66 +237,6 @@ def eval_texts(task: TaskData) -> set[str]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Seeded splits
-
-
-def split_sizes(n: int, fractions: Sequence[float]) -> list[int]:
-    """Sizes of the parts `stratified_split` makes of a group of `n` (one class).
-
-    Each later part gets `round(fraction * n)` (Python rounds halves to even: 0.5 → 0) while rows
-    last; the first part gets the rest.
-    """
-    sizes, left = [], n
-    for fraction in fractions[1:]:
-        size = min(int(round(fraction * n)), left)
-        sizes.append(size)
-        left -= size
-    return [left, *sizes]
-
-
-def stratified_split(
-    labels: Sequence[Any] | None, n: int, fractions: Sequence[float], rng: np.random.Generator
-) -> list[np.ndarray]:
-    """Split indices 0..n-1 into parts of the given fractions; the first part takes the rest.
-
-    `fractions[1:]` are the sizes of the later parts (e.g. `(train, dev, test)` → dev and test);
-    `fractions[0]` is implied by them and is only checked. With `labels`, each class is split on
-    its own (rounded per class, see `split_sizes`), so every part keeps the label mix; with
-    `labels=None` the split is plain random (regression). Indices inside each part are sorted.
-    """
-    fractions = list(fractions)
-    if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
-        raise ValueError(f"fractions must be non-negative and sum to 1, got {fractions}")
-    if labels is not None and len(labels) != n:
-        raise ValueError(f"labels has {len(labels)} entries, expected {n}")
-    groups: list[np.ndarray]
-    if labels is None:
-        groups = [np.arange(n)]
-    else:
-        label_array = np.asarray(labels)
-        groups = [np.flatnonzero(label_array == c) for c in sorted(set(label_array.tolist()))]
-    parts: list[list[np.ndarray]] = [[] for _ in fractions]
-    for group in groups:
-        order = group[rng.permutation(len(group))]
-        _, *sizes = split_sizes(len(group), fractions)
-        start = 0
-        for k, size in enumerate(sizes, start=1):
-            parts[k].append(order[start : start + size])
-            start += size
-        parts[0].append(order[start:])
-    return [np.sort(np.concatenate(p)) if p else np.zeros(0, dtype=int) for p in parts]
-
-
-def split_off_dev(
-    train: pd.DataFrame, dev_fraction: float, rng: np.random.Generator, *, stratify: bool = True
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Seeded (train, dev) from an official train set; GLUE's own dev set is our test split."""
-    labels = train["label"].tolist() if stratify else None
-    keep, dev = stratified_split(labels, len(train), (1 - dev_fraction, dev_fraction), rng)
-    return train.iloc[keep].reset_index(drop=True), train.iloc[dev].reset_index(drop=True)
-
-
-# ---------------------------------------------------------------------------------------------
 # Our own tasks, from the corpora
 
 
@@ -467,82 +403,3 @@ def _saved_spec(meta: Mapping[str, Any]) -> TaskSpec:
             f"{(spec.text_columns, spec.metric_names)}"
         )
     return spec
-
-
-# ---------------------------------------------------------------------------------------------
-# Metrics
-
-
-def accuracy(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from sklearn.metrics import accuracy_score
-
-    return float(accuracy_score(labels, predictions))
-
-
-def f1_binary(predictions: np.ndarray, labels: np.ndarray, positive: int = 1) -> float:
-    """F1 of the positive class (GLUE's MRPC/QQP F1); 0 when there is no true or predicted one."""
-    from sklearn.metrics import f1_score
-
-    # labels=[positive] with average="macro" is the positive class's F1 whatever other ids occur.
-    return float(f1_score(labels, predictions, labels=[positive], average="macro", zero_division=0))
-
-
-def macro_f1(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Unweighted mean of per-class F1 over the classes present in labels or predictions."""
-    from sklearn.metrics import f1_score
-
-    return float(f1_score(labels, predictions, average="macro", zero_division=0))
-
-
-def matthews_corrcoef(predictions: np.ndarray, labels: np.ndarray) -> float:
-    """Matthews correlation (multi-class form, Gorodkin 2004); 0 when undefined (a constant predictor)."""
-    from sklearn.metrics import matthews_corrcoef as mcc
-
-    with warnings.catch_warnings():
-        # One class in labels and predictions alike: MCC is 0, sklearn's confusion matrix warns.
-        warnings.filterwarnings("ignore", "A single label was found", UserWarning)
-        return float(mcc(labels, predictions))
-
-
-def pearson(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import pearsonr
-
-    return float(pearsonr(predictions, labels)[0])
-
-
-def spearman(predictions: np.ndarray, labels: np.ndarray) -> float:
-    from scipy.stats import spearmanr
-
-    return float(spearmanr(predictions, labels)[0])
-
-
-METRICS: Mapping[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": accuracy,
-    "f1": f1_binary,
-    "macro_f1": macro_f1,
-    "mcc": matthews_corrcoef,
-    "pearson": pearson,
-    "spearman": spearman,
-}
-
-
-def score(task: str, predictions: Any, labels: Any) -> dict[str, float]:
-    """Every metric of `task` (see `TASK_SPECS`) for `predictions` against `labels`.
-
-    For classification, `predictions` are class ids (N,) or scores/logits (N, num_labels), which
-    are turned into ids by argmax. For regression (STS-B) they are real numbers (N,) or (N, 1).
-    """
-    spec = task_spec(task)
-    predictions, labels = np.asarray(predictions), np.asarray(labels)
-    if spec.is_regression:
-        predictions = predictions.reshape(len(predictions), -1)[:, 0].astype(np.float64)
-        labels = labels.astype(np.float64)
-    else:
-        if predictions.ndim == 2:
-            predictions = predictions.argmax(axis=1)
-        predictions, labels = predictions.astype(np.int64), labels.astype(np.int64)
-    if predictions.shape != labels.shape or predictions.ndim != 1 or len(labels) == 0:
-        raise ValueError(
-            f"predictions {predictions.shape} and labels {labels.shape} must be non-empty and match"
-        )
-    return {name: METRICS[name](predictions, labels) for name in spec.metric_names}

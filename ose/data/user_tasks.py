@@ -9,7 +9,7 @@ task's, with the label names stored so that reports can print them:
   the order of `labels`, or sorted (numerically when every label is an integer);
 - splits: the file's `split` column (train/dev/test per row), or one file per split; a split that
   is not given is carved from train, seeded and label-stratified (`data.dev_fraction`,
-  `data.test_fraction`), exactly as our own tasks are split (`ose.data.tasks.stratified_split`);
+  `data.test_fraction`), exactly as our own tasks are split (`ose.data.splits.stratified_split`);
 - errors name the params entry, the file, the column and what is allowed: a missing file or
   column, an empty file, an empty text or label, a label outside `labels`, a task of one class,
   an unknown split value, a split left empty.
@@ -30,7 +30,8 @@ import pandas as pd
 
 from ose.configs import UserTask
 from ose.data.jsonl import jsonl_objects
-from ose.data.tasks import TaskData, classification_spec, make_task_data, stratified_split
+from ose.data.splits import stratified_split
+from ose.data.tasks import TaskData, classification_spec, make_task_data
 from ose.pipeline.paths import resolve
 
 SPLITS = ("train", "dev", "test")

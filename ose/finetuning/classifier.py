@@ -33,7 +33,8 @@ from torch import nn
 
 from ose.arch import NoTokenTypes
 from ose.configs import THETA_NAME, FineTuneConfig, FineTuneTheta  # noqa: F401 (re-exported)
-from ose.data.tasks import PAIR, SINGLE, TaskData, score
+from ose.data.metrics import score
+from ose.data.tasks import PAIR, SINGLE, TaskData
 from ose.pipeline.loading import quietly
 from ose.training.loop import KeepBest, TrainConfig, train
 from ose.training.mlm import autocast
@@ -223,7 +224,7 @@ def evaluate(
     max_len: int = 128,
     batch_size: int = 64,
 ) -> dict[str, float]:
-    """Every metric of the task (`ose.data.tasks.score`) on the labelled rows of `frame`."""
+    """Every metric of the task (`ose.data.metrics.score`) on the labelled rows of `frame`."""
     encoded = encode_frame(tokenizer, frame, max_len)
     return evaluate_encoded(model, task_name, encoded, frame["label"].to_numpy(), batch_size)
 
