@@ -11,18 +11,15 @@ from transformers import BertTokenizer
 from ose.arch import Arch, Embedding, build_model
 from ose.data.tasks import make_task_data
 from ose.finetuning.classifier import FineTuneConfig
-from ose.finetuning.comparison import (
+from ose.finetuning.comparison import MemoFit, compare_on_task, frame_digest, seed_sample
+from ose.finetuning.effects import (
     ARMS,
     CONCLUSIONS,
-    MemoFit,
     arm_rows,
     arm_scores,
-    compare_on_task,
-    frame_digest,
     paired_effects,
     round_rows,
     score_rows,
-    seed_sample,
     summarise,
     verdict,
 )

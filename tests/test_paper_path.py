@@ -24,7 +24,8 @@ from ose.configs import MaskedLMTraining
 from ose.data import prepare as data
 from ose.data.glue import read_glue_task
 from ose.finetuning.classifier import FineTuneConfig, encode_frame, fine_tune, load_encoder
-from ose.finetuning.comparison import ARMS, compare_on_task
+from ose.finetuning.comparison import compare_on_task
+from ose.finetuning.effects import ARMS
 from ose.finetuning.generator import NearestNeighbourSubstitution, input_embeddings
 from ose.search.extraction import load_teacher
 from ose.training.distill import KDWeights, fixed_sample, surrogate_error

@@ -12,7 +12,7 @@ import pytest
 
 from ose import paper
 from ose.arch import Arch, Embedding, build_model
-from ose.finetuning.comparison import CONCLUSIONS
+from ose.finetuning.effects import CONCLUSIONS
 from ose.params import load
 from ose.pipeline import paths
 from ose.stages import agora_torus as torus

@@ -17,7 +17,7 @@ is never seen by any fit, model selection or Agora (`ose.finetuning.classifier.w
 The three arms of one seed share the fit seed and round 1 (it is fitted once: `MemoFit`). Each
 (task, seed, student) record is a JSON file in a cache keyed by a fingerprint of every input
 (data, weights, tokenizer, generator, settings, code): an interrupted stage redoes no finished seed.
-`paired_effects` and `verdict` turn the records into the paired statistics of `ose.stats`.
+The paired effects, tables and verdict read off the records are in `ose.finetuning.effects`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -66,28 +65,9 @@ from ose.pipeline.fingerprint import (
 )
 from ose.pipeline.progress import bar as progress_bar
 from ose.pipeline.results import json_ready, read_json, write_json  # json_ready: also for ose.stages.finetune
-from ose.stats import paired_effect
 from ose.training import loop as training_module
 
-ARMS = ("plain", "agora", "control")  # per student, paired by seed
-CONTRASTS = {  # name: (arm a, arm b) of the paired difference a − b
-    "agora_vs_plain": ("agora", "plain"),
-    "agora_vs_control": ("agora", "control"),
-}
-LABELLER = "labeller"
 EXAMPLES_KEPT = 4  # added points kept per (seed, student, arm) for the notebook to show
-
-
-def summarise(scores: Sequence[float]) -> dict:
-    """{scores, mean, std (ddof 1; 0 for one score)} of one arm's scores over seeds."""
-    values = np.asarray(scores, dtype=float)
-    return {
-        "scores": values.tolist(),
-        "mean": float(values.mean()),
-        "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # One seed
 
@@ -368,159 +348,3 @@ def compare_on_task(
         "students": list(encoders),
         "records": records,
     }
-
-
-# ---------------------------------------------------------------------------------------------
-# Tables and statistics from the records
-
-
-def arm_scores(comparison: dict, student: str, arm: str) -> list[float]:
-    """Test scores of one student's arm (or, with arm "labeller", of S), in the order of the seeds."""
-    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
-    if arm == LABELLER:
-        return [by_seed[s]["labeller"]["score"] for s in comparison["seeds"]]
-    return [by_seed[s]["arms"][arm]["score"] for s in comparison["seeds"]]
-
-
-def labeller_scores(comparison: dict) -> list[float]:
-    """S's test score per seed (S is shared by the students of a seed)."""
-    return arm_scores(comparison, comparison["students"][0], LABELLER)
-
-
-def paired_effects(comparison: dict, student: str) -> dict[str, dict]:
-    """Each contrast of `CONTRASTS` as `ose.stats.paired_effect` (a dict), over the seeds.
-
-    A seed where either arm has no score (e.g. a correlation of constant predictions, NaN) is left
-    out of that contrast, so its n counts the seeds actually compared.
-    """
-    effects = {}
-    for name, (a, b) in CONTRASTS.items():
-        pairs = [
-            (x, y)
-            for x, y in zip(
-                arm_scores(comparison, student, a), arm_scores(comparison, student, b), strict=True
-            )
-            if x is not None and y is not None and math.isfinite(x) and math.isfinite(y)
-        ]
-        if not pairs:
-            raise ValueError(f"{comparison['task']}, {student}: no seed has scores for both {a} and {b}")
-        effects[name] = paired_effect(*zip(*pairs, strict=True)).as_dict()
-    return effects
-
-
-def score_rows(comparison: dict) -> list[dict]:
-    """One row per seed: S's test score, then each student's arms, side by side (paired)."""
-    rows = []
-    for seed in comparison["seeds"]:
-        records = [r for r in comparison["records"] if r["seed"] == seed]
-        row = {"seed": seed, LABELLER: records[0]["labeller"]["score"]}
-        for record in records:
-            for arm in ARMS:
-                row[f"{record['student']} {arm}"] = record["arms"][arm]["score"]
-        rows.append(row)
-    return rows
-
-
-def arm_rows(comparison: dict) -> list[dict]:
-    """One row per seed, student and arm (and S), with every test metric: the full record."""
-    rows = []
-    for record in comparison["records"]:
-        base = {"task": record["task"], "seed": record["seed"], "student": record["student"]}
-        if record["student"] == comparison["students"][0]:
-            rows.append({**base, "student": "-", "arm": LABELLER, **record["labeller"]})
-        rows += [{**base, "arm": arm, **record["arms"][arm]} for arm in ARMS]
-    columns = list(dict.fromkeys(k for row in rows for k in row))  # S has no θ, round or points
-    return [{c: row.get(c, "") for c in columns} for row in rows]
-
-
-def round_rows(comparison: dict) -> list[dict]:
-    """Both loops' rounds, one row per seed, student, arm and round, a `dev <θ>` column per θ."""
-    return [
-        {
-            "seed": record["seed"],
-            "student": record["student"],
-            **{k: v for k, v in entry.items() if k not in ("scores", "removed", "remaining")},
-            **{f"dev {name}": score for name, score in entry["scores"].items()},
-        }
-        for record in comparison["records"]
-        for entry in record["rounds"]
-    ]
-
-
-def collapsed_rounds(comparison: dict, student: str) -> int:
-    """Rounds (both loops, all seeds) whose best model predicted one class for the whole dev set."""
-    return sum(
-        entry["constant_predictor"]
-        for record in comparison["records"]
-        if record["student"] == student
-        for entry in record["rounds"]
-    )
-
-
-def mean_agreement(comparison: dict, student: str, arm: str) -> float:
-    """Share of one arm's added points that S labelled as their anchor's true label (all seeds)."""
-    agreeing = total = 0.0
-    for record in comparison["records"]:
-        if record["student"] != student:
-            continue
-        for entry in record["rounds"]:
-            share = entry.get("anchor_agreement")
-            if entry["arm"] == arm and entry["added"] and share is not None and not math.isnan(share):
-                agreeing += share * entry["added"]
-                total += entry["added"]
-    return agreeing / total if total else math.nan
-
-
-# ---------------------------------------------------------------------------------------------
-# The verdict
-
-
-def _direction(effect: Mapping, p_adjusted: float, alpha: float) -> int:
-    """+1 / −1 for a difference significant at `alpha` after correction, 0 otherwise."""
-    if p_adjusted is None or math.isnan(p_adjusted) or p_adjusted >= alpha or effect["mean"] == 0:
-        return 0
-    return 1 if effect["mean"] > 0 else -1
-
-
-def _points(effect: Mapping) -> str:
-    """'+1.2 points [−0.3, +2.7]': a mean difference of accuracies and its CI, in points (×100)."""
-    low, high = effect["ci_low"], effect["ci_high"]
-    interval = "" if low is None or math.isnan(low) else f" [{100 * low:+.1f}, {100 * high:+.1f}]"
-    return f"{100 * effect['mean']:+.1f} points{interval}"
-
-
-CONCLUSIONS = {  # (direction vs plain, direction vs control) → what follows
-    (1, 1): "Agora helps, and more than as many S-labelled points around random train points: "
-    "placing them near the dev mistakes matters",
-    (1, 0): "Agora beats plain fine-tuning but not the compute-matched control: the gain is "
-    "explained by more S-labelled points, not by their placement near the dev mistakes",
-    (1, -1): "Agora beats plain fine-tuning, but the control beats Agora: more S-labelled points "
-    "help, and placing them near the dev mistakes hurts",
-    (0, 1): "Agora does not beat plain fine-tuning, but it beats the control: points around random "
-    "train points hurt more than points near the dev mistakes",
-    (0, 0): "no detectable effect: Agora's differences from plain fine-tuning and from the control "
-    "are within seed noise",
-    (0, -1): "Agora does not beat plain fine-tuning and the control beats it",
-    (-1, 1): "Agora hurts, though less than as many points around random train points",
-    (-1, 0): "Agora hurts: it is worse than plain fine-tuning",
-    (-1, -1): "Agora hurts: worse than plain fine-tuning and than the control",
-}
-
-
-def verdict(effects: Mapping[str, Mapping], p_adjusted: Mapping[str, float], alpha: float = 0.05) -> str:
-    """One line that follows from the numbers: the two contrasts' effects, CIs and corrected p.
-
-    effects: `paired_effects`' dict; p_adjusted: contrast → its Holm-corrected p-value. A contrast
-    counts only when its corrected p is below `alpha`; otherwise it is "no detectable difference",
-    which is a result, not a failure.
-    """
-    plain, control = effects["agora_vs_plain"], effects["agora_vs_control"]
-    key = (
-        _direction(plain, p_adjusted["agora_vs_plain"], alpha),
-        _direction(control, p_adjusted["agora_vs_control"], alpha),
-    )
-    return (
-        f"{CONCLUSIONS[key]} (Agora − plain {_points(plain)}, p = {p_adjusted['agora_vs_plain']:.3g}; "
-        f"Agora − control {_points(control)}, p = {p_adjusted['agora_vs_control']:.3g}; Holm-corrected, "
-        f"n = {plain['n']} seeds)."
-    )

@@ -20,13 +20,12 @@ import matplotlib.pyplot as plt
 from ose import paper
 from ose.configs import FineTune
 from ose.data.tasks import TaskData, load_task
-from ose.finetuning.comparison import (
+from ose.finetuning.comparison import compare_on_task, json_ready
+from ose.finetuning.effects import (
     ARMS,
     arm_rows,
     arm_scores,
     collapsed_rounds,
-    compare_on_task,
-    json_ready,
     labeller_scores,
     mean_agreement,
     paired_effects,
