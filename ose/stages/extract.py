@@ -174,6 +174,7 @@ def surrogate_check_rows(
     archs = ranking.stratified_sample(
         space, check.archs, key=lambda a: (by_size[a.name], a.name), seed=params.seed
     )
+    workers = {"nproc": cfg.nproc, "threads": cfg.threads_per_process, "progress": progress}
     runs = surrogate_check.reference_runs(
         archs,
         embedding,
@@ -185,9 +186,7 @@ def surrogate_check_rows(
         params.seed,
         resolve(paths.surrogate_dir) / "reference",
         extraction.sample_key(train, heldout, teacher),
-        nproc=cfg.nproc,
-        threads=cfg.threads_per_process,
-        progress=progress,
+        **workers,
     )
     point_of = {pt.name: pt for pt in points}
 
@@ -196,24 +195,13 @@ def surrogate_check_rows(
         return fptas.w_coefficient(pt.p, pt.i, error, *max_point, tuple(cfg.exponents))
 
     rows = surrogate_check.check_table(runs, check.log_steps, w_of, check.n_boot, params.seed)
-    noise_train = train.head(check.log_steps[0])
-    noise = ranking.seed_noise(
-        surrogate_check.seed_errors(
-            archs,
-            embedding,
-            noise_train,
-            heldout,
-            check.log_steps[0],
-            theta,
-            params.distill,
-            check.seeds,
-            resolve(paths.surrogate_dir) / "noise",
-            extraction.sample_key(noise_train, heldout, teacher),
-            nproc=cfg.nproc,
-            threads=cfg.threads_per_process,
-            progress=progress,
-        )
-    )
+    s, noise_train = check.log_steps[0], train.head(check.log_steps[0])
+    noise_key = extraction.sample_key(noise_train, heldout, teacher)
+    errors = surrogate_check.seed_errors(
+        archs, embedding, noise_train, heldout, s, theta, params.distill, check.seeds,
+        resolve(paths.surrogate_dir) / "noise", noise_key, **workers,
+    )  # fmt: skip
+    noise = ranking.seed_noise(errors)
     if cfg.max_steps == "auto":
         steps, reason = surrogate_check.recommend_steps(rows, check.tau, check.max_auto_steps)
         reason = f"extract.max_steps: auto: {reason}"
