@@ -26,7 +26,7 @@ def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]
 
     `source.model` must resolve offline (`ose.training.source_model.resolve_source`); its positions must hold
     `data.block_size`, `finetune.max_len` and `benchmark.seq_lens`; for each of our own tasks the
-    split sizes (`ose.data.tasks.task_split_sizes`, from the corpus's class counts) must leave every
+    split sizes (`ose.data.splits.task_split_sizes`, from the corpus's class counts) must leave every
     split an example of each class (of at least one class, for a multi-class task), and the
     fine-tuning sample of `finetune.max_train_examples` must hold two classes for every seed.
     `readers` (task name → corpus reader) is for tests. Raises `ParamsError`.
@@ -142,7 +142,8 @@ def _check_positions(params: Params, where: str) -> None:
 
 
 def _check_task_splits(params: Params, name: str, readers: Mapping[str, Callable[[], Any]] | None) -> None:
-    from ose.data.tasks import OWN_TASK_READERS, build_task, task_spec, task_split_sizes
+    from ose.data.splits import task_split_sizes
+    from ose.data.tasks import OWN_TASK_READERS, build_task, task_spec
 
     data, spec = params.data, task_spec(name)
     corpus = (OWN_TASK_READERS if readers is None else readers)[name]()

@@ -1,4 +1,4 @@
-"""ose.data.tasks: task specs, seeded stratified splits, saving/loading, metrics."""
+"""ose.data.tasks, ose.data.splits, ose.data.metrics: task specs, seeded stratified splits, saving/loading, metrics."""
 
 import math
 
@@ -8,7 +8,7 @@ import pytest
 
 from ose.data.corpus import Corpus, Provenance
 from ose.data.metrics import score
-from ose.data.splits import split_off_dev, split_sizes, stratified_split
+from ose.data.splits import split_off_dev, split_sizes, stratified_split, task_split_sizes
 from ose.data.tasks import (
     TASK_NAMES,
     TaskData,
@@ -20,7 +20,6 @@ from ose.data.tasks import (
     make_task_data,
     save_task,
     task_spec,
-    task_split_sizes,
 )
 
 TOPICS = ("business", "entertainment", "politics", "sports", "tech")

@@ -5,7 +5,6 @@ positive class and accuracy for MRPC and QQP; Matthews correlation for CoLA; Pea
 correlation for STS-B. The main metric of each task follows BERT (Devlin et al. 2019), the
 comparison the Bort paper makes: F1 for MRPC and QQP, Spearman for STS-B, Matthews correlation for
 CoLA, accuracy otherwise.
-
 """
 
 import warnings

@@ -1,8 +1,9 @@
 """The data layer in one import (docs/science.md, "Where it lives", names it `ose.data.prepare`).
 
-It lives in three modules named after what they hold:
+It lives in modules named after what they hold:
 `ose.data.corpus` (pretraining text from installed packages, exclusion of eval text, block packing),
-`ose.data.tasks` (task specs, seeded splits, saving/loading, metrics) and
+`ose.data.tasks` (task specs, task data, saving/loading), `ose.data.splits` (seeded splits),
+`ose.data.metrics` (metrics and `score`) and
 `ose.data.glue` (GLUE/SuperGLUE from a local TSV folder or through `datasets`).
 """
 

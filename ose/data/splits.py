@@ -1,5 +1,7 @@
-"""Seeded, label-stratified splits of a task's rows (train/dev/test), and a dev split carved from
-train for benchmarks whose test labels are hidden (GLUE, SuperGLUE).
+"""Seeded, label-stratified splits of a task's rows (train/dev/test), the sizes they come to
+(`split_sizes`; `task_split_sizes` for one of our own tasks, after the optional subsample of
+`max_examples`), and a dev split carved from train for benchmarks whose test labels are hidden
+(GLUE, SuperGLUE).
 """
 
 from collections.abc import Sequence
@@ -66,3 +68,23 @@ def split_off_dev(
     labels = train["label"].tolist() if stratify else None
     keep, dev = stratified_split(labels, len(train), (1 - dev_fraction, dev_fraction), rng)
     return train.iloc[keep].reset_index(drop=True), train.iloc[dev].reset_index(drop=True)
+
+
+def subsample_fractions(n: int, max_examples: int | None) -> tuple[float, float] | None:
+    """(dropped, kept) fractions of `ose.data.tasks.build_task`'s stratified subsample; None: all
+    rows kept."""
+    if max_examples is None or max_examples >= n:
+        return None
+    rest = 1 - max_examples / n
+    return rest, 1 - rest
+
+
+def task_split_sizes(
+    class_counts: Sequence[int], *, dev_fraction: float, test_fraction: float, max_examples: int | None
+) -> list[list[int]]:
+    """Per class, the [train, dev, test] sizes `ose.data.tasks.build_task` gives a corpus with
+    these class counts."""
+    subsample = subsample_fractions(sum(class_counts), max_examples)
+    kept = [split_sizes(n, subsample)[1] if subsample else n for n in class_counts]
+    fractions = (1 - dev_fraction - test_fraction, dev_fraction, test_fraction)
+    return [split_sizes(n, fractions) for n in kept]

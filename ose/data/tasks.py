@@ -30,7 +30,7 @@ import pandas as pd
 from ose.configs import OWN_TASKS
 from ose.data.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
 from ose.data.jsonl import jsonl_objects
-from ose.data.splits import split_sizes, stratified_split
+from ose.data.splits import subsample_fractions, stratified_split
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.results import json_ready
 
@@ -247,24 +247,6 @@ OWN_TASK_READERS: Mapping[str, Callable[[], Any]] = {
 }
 
 
-def _subsample_fractions(n: int, max_examples: int | None) -> tuple[float, float] | None:
-    """(dropped, kept) fractions of `build_task`'s stratified subsample; None: all rows kept."""
-    if max_examples is None or max_examples >= n:
-        return None
-    rest = 1 - max_examples / n
-    return rest, 1 - rest
-
-
-def task_split_sizes(
-    class_counts: Sequence[int], *, dev_fraction: float, test_fraction: float, max_examples: int | None
-) -> list[list[int]]:
-    """Per class, the [train, dev, test] sizes `build_task` gives a corpus with these class counts."""
-    subsample = _subsample_fractions(sum(class_counts), max_examples)
-    kept = [split_sizes(n, subsample)[1] if subsample else n for n in class_counts]
-    fractions = (1 - dev_fraction - test_fraction, dev_fraction, test_fraction)
-    return [split_sizes(n, fractions) for n in kept]
-
-
 def build_task(
     name: str,
     *,
@@ -278,7 +260,7 @@ def build_task(
 
     `max_examples` first draws a stratified subsample of that size (the rest of the corpus is
     then neither train, dev nor test). Same arguments ⇒ same splits, of the sizes that
-    `task_split_sizes` computes. `readers` is for tests.
+    `ose.data.splits.task_split_sizes` computes. `readers` is for tests.
     """
     check_name("name", name, OWN_TASKS)
     corpus = readers[name]()
@@ -286,7 +268,7 @@ def build_task(
     label_ids = [spec.label_names.index(label) for label in corpus.labels]
     rng = np.random.default_rng(seed)
     index = np.arange(len(corpus.texts))
-    subsample = _subsample_fractions(len(index), max_examples)
+    subsample = subsample_fractions(len(index), max_examples)
     if subsample:
         _, index = stratified_split(label_ids, len(index), subsample, rng)
     frame = pd.DataFrame({"text": [corpus.texts[i] for i in index], "label": [label_ids[i] for i in index]})
