@@ -1,4 +1,4 @@
-"""ose.data.tasks, ose.data.splits, ose.data.metrics: task specs, seeded stratified splits, saving/loading, metrics."""
+"""ose.data.tasks, .splits, .metrics: task specs, seeded stratified splits, saving/loading, metrics."""
 
 import math
 

@@ -30,7 +30,7 @@ import pandas as pd
 from ose.configs import OWN_TASKS
 from ose.data.corpus import POLARITY, check_name, read_bbc, read_imdb, read_rotten_tomatoes
 from ose.data.jsonl import jsonl_objects
-from ose.data.splits import subsample_fractions, stratified_split
+from ose.data.splits import stratified_split, subsample_fractions
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.results import json_ready
 
