@@ -93,7 +93,11 @@ def check_finetune_sizes(params: Params, task) -> None:
     labels = task.train["label"]
     if size is None or size >= len(task.train) or labels.dtype.kind == "f":
         return
-    counts = {str(c): int(n) for c, n in labels.value_counts().sort_index().items()}
+    names = getattr(task, "label_names", None) or ()
+    counts = {
+        (names[c] if c < len(names) else str(c)): int(n)
+        for c, n in labels.value_counts().sort_index().items()
+    }
     need = -(-size // len(counts))
     if min(counts.values()) < need:
         fits = min(counts.values()) * len(counts)

@@ -302,8 +302,8 @@ def test_a_balanced_fine_tuning_sample_too_large_for_a_class_is_named(default):
     with pytest.raises(
         ParamsError,
         match=r"^finetune\.train_size: 20 asks a balanced train sample of rotten_tomatoes with 10 rows per "
-        r"class; its train split has \{'0': 160, '1': 4\}: set finetune\.task_settings\.rotten_tomatoes"
-        r"\.train_size to at most 8",
+        r"class; its train split has \{'negative': 160, 'positive': 4\}: set "
+        r"finetune\.task_settings\.rotten_tomatoes\.train_size to at most 8",
     ):
         check_environment(params, readers=readers)
     default["finetune"]["train_size"] = None

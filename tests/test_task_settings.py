@@ -127,3 +127,33 @@ def test_a_users_file_is_checked_before_any_work(raw, tmp_path):
 )
 def test_log_lines_say_what_was_taken(available, asked, words):
     assert taken(available, asked, "a stratified sample") == words
+
+
+def test_superglue_cb_from_a_local_folder_stops_check_with_one_line(raw, tmp_path):
+    """As SuperGLUE's CB: 250 training premises, few of them neutral; the default sizes do not fit."""
+    import json
+
+    labels = ["entailment"] * 115 + ["contradiction"] * 119 + ["neutral"] * 16
+    folder = tmp_path / "CB"
+    folder.mkdir()
+    rows = [
+        {"premise": f"P {i}.", "hypothesis": f"H {i}.", "idx": i, "label": lab}
+        for i, lab in enumerate(labels)
+    ]
+    (folder / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    val = [
+        {"premise": f"V {i}.", "hypothesis": f"W {i}.", "idx": i, "label": labels[i * 5]} for i in range(50)
+    ]
+    (folder / "val.jsonl").write_text("".join(json.dumps(r) + "\n" for r in val))
+    raw["data"].update(superglue_tasks=["cb"], superglue_dir=str(tmp_path))
+    raw["finetune"]["tasks"] = ["cb"]
+    raw["finetune"]["task_settings"] = {"cb": {}}
+    with pytest.raises(ParamsError) as caught:
+        check_environment(from_dict(raw))
+    message = str(caught.value)
+    assert "\n" not in message and message.startswith(
+        "finetune.train_size: 200 asks a balanced train sample of cb"
+    )
+    assert "'neutral': 14" in message and "set finetune.task_settings.cb.train_size to at most" in message
+    raw["finetune"]["task_settings"] = {"cb": {"train_size": 36}}
+    check_environment(from_dict(raw))
