@@ -28,7 +28,7 @@ def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]
     `data.block_size`, `finetune.max_len` and `benchmark.seq_lens`; for each of our own tasks the
     split sizes (`ose.data.splits.task_split_sizes`, from the corpus's class counts) must leave every
     split an example of each class (of at least one class, for a multi-class task), and the
-    fine-tuning sample of `finetune.max_train_examples` must hold two classes for every seed.
+    fine-tuning sample (`check_finetune_sizes`) must fit its classes for every seed.
     `readers` (task name → corpus reader) is for tests. Raises `ParamsError`.
     """
     from ose.training.source_model import SourceUnavailable, resolve_source
@@ -45,39 +45,26 @@ def check_environment(params: Params, *, readers: Mapping[str, Callable[[], Any]
 
 
 def _local_finetune_tasks(params: Params) -> list:
-    """The tasks of `finetune.tasks` that are read from local files, as stage `data` reads them
-    (our own tasks are checked with their splits)."""
-    from ose.data.glue import read_glue_task
-    from ose.data.superglue import read_superglue_task
-    from ose.data.user_tasks import read_user_task
+    """The tasks of `finetune.tasks` that local files hold, read by the loaders stage `data` uses
+    (our own tasks are checked with their splits; a GLUE or SuperGLUE task without a local folder
+    comes from the hub, which stage `data` reads)."""
+    from ose.data.prepare import load_tasks
+    from ose.data.superglue import load_superglue_tasks
+    from ose.data.user_tasks import load_user_tasks
     from ose.pipeline.paths import resolve
 
-    data, wanted = params.data, set(params.finetune.tasks) - set(params.data.tasks)
-    tasks = []
-    for k, cfg in enumerate(data.files):
-        if cfg.name in wanted:
-            tasks.append(
-                read_user_task(
-                    cfg,
-                    dev_fraction=data.dev_fraction,
-                    test_fraction=data.test_fraction,
-                    seed=params.seed,
-                    where=f"data.files[{k}] ({cfg.name})",
-                )
-            )
-    for name in data.glue_tasks:
-        if name in wanted and data.glue_dir:
-            tasks.append(
-                read_glue_task(resolve(data.glue_dir), name, dev_fraction=data.dev_fraction, seed=params.seed)
-            )
-    for name in data.superglue_tasks:
-        if name in wanted and data.superglue_dir and name not in data.glue_tasks:
-            tasks.append(
-                read_superglue_task(
-                    resolve(data.superglue_dir), name, dev_fraction=data.dev_fraction, seed=params.seed
-                )
-            )
-    return tasks
+    data = params.data
+    wanted = set(params.finetune.tasks) - set(data.tasks)
+    tasks = load_user_tasks(data.files, data.dev_fraction, data.test_fraction, params.seed)
+    if data.glue_dir:
+        glue = [name for name in data.glue_tasks if name in wanted]
+        tasks += load_tasks([], glue, data.glue_dir, data.dev_fraction, data.test_fraction, None, params.seed)
+    if data.superglue_dir:
+        superglue = [name for name in data.superglue_tasks if name in wanted and name not in data.glue_tasks]
+        tasks += load_superglue_tasks(
+            superglue, str(resolve(data.superglue_dir)), data.dev_fraction, params.seed
+        )
+    return [task for task in tasks if task.name in wanted]
 
 
 def check_finetune_sizes(params: Params, task) -> None:

@@ -61,8 +61,6 @@ def test_notebook_parameters_are_dvc_yamls(name):
     assert got == expected, f"{dvcfile.notebook(entry)}: parameters cell and dvc.yaml stage {name} disagree"
 
 
-def test_declared_names_a_stage_and_a_parameter_that_exist():
+def test_paths_class_names_a_stage_that_exists():
     with pytest.raises(KeyError, match="no stage 'nope'"):
-        dvcfile.declared("nope", "metrics_file").default_factory()
-    with pytest.raises(KeyError, match="passes no parameter 'nope'"):
-        dvcfile.declared("costs", "nope").default_factory()
+        dvcfile.paths_class("nope")

@@ -216,3 +216,27 @@ def test_a_t_interval_excluding_zero_is_stated_beside_the_corrected_verdict():
     assert "agora − plain's 95% t interval excludes 0 (t-test p = 0.018" in note
     assert "0.094" in note and "control" not in note
     assert _uncorrected(effects, {"agora_vs_plain": 0.01, "agora_vs_control": 0.69}) == ""
+
+
+def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
+    """A comparison whose arms differ in more than the claim says so beside its verdict, with the
+    numbers that show it; a claim not tested says nothing; a fair one says so."""
+    from dataclasses import replace
+
+    from ose.stages.report import CLAIM_COLUMNS, Metrics, claims, fairness
+
+    rt = _finetune("rotten_tomatoes", "default", [0.5, 0.55, 0.6], 0.02)
+    rt = replace(rt, labeller={"scores": [0.6, 0.7, 0.65], "mean": 0.65, "std": 0.05})
+    pretrain = replace(_pretrain_result(0.08, 0.09, 0.2), kd_weights={"alpha": 0.1, "beta": 0.5})
+    m = Metrics(finetune={"rotten_tomatoes": rt}, pretrain=pretrain)
+    gaps = fairness(m)
+    assert "90% of the control's points, 60% of Agora's" in gaps["finetune"]
+    assert "on 2 of 3 (task, seed) pairs" in gaps["finetune"]
+    assert "released script's weights" in gaps["pretrain"] and "extract" not in gaps
+    rows = claims(m, tmp_path)
+    assert all(set(CLAIM_COLUMNS) <= set(r) for r in rows)
+    agora = next(r for r in rows if r["claim"].startswith("Agora"))
+    assert agora["fair test?"] == gaps["finetune"]
+    assert {r["fair test?"] for r in rows if r["verdict"] == "not testable here"} == {"—"}
+    fair = replace(pretrain, kd_weights={"alpha": 0.5, "beta": 0.5})
+    assert "released" not in fairness(Metrics(pretrain=fair))["pretrain"]

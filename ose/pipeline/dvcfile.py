@@ -12,6 +12,7 @@ and `foreach: ${dotted.key}` looked up in params.yaml (and dvc.yaml's `vars`).
 
 from __future__ import annotations
 
+import copy
 import functools
 import re
 import shlex
@@ -70,15 +71,19 @@ def expand_stages(dvc: Mapping[str, Any], params: Mapping[str, Any]) -> dict[str
 
 
 @functools.cache
-def _stages_of(dvc_yaml: Path, params_yaml: Path) -> dict[str, dict]:
-    dvc = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8"))
-    params = yaml.safe_load(params_yaml.read_text(encoding="utf-8")) or {}
-    return expand_stages(dvc, params)
+def _parsed(path: Path, modified_ns: int) -> Any:
+    return yaml.safe_load(path.read_text(encoding="utf-8"))
+
+
+def read_yaml(path: str | Path) -> Any:
+    """A YAML file, parsed once per version of it (keyed by its modification time)."""
+    path = Path(path)
+    return copy.deepcopy(_parsed(path, path.stat().st_mtime_ns))
 
 
 def stages(dvc_yaml: Path = DVC_YAML, params_yaml: Path = paths.PARAMS) -> dict[str, dict]:
-    """The expanded stages of dvc.yaml (read once per process)."""
-    return _stages_of(Path(dvc_yaml), Path(params_yaml))
+    """The expanded stages of dvc.yaml, with `foreach` looked up in params.yaml."""
+    return expand_stages(read_yaml(dvc_yaml), read_yaml(params_yaml) or {})
 
 
 def command(stage: Mapping[str, Any]) -> list[str]:
@@ -110,39 +115,20 @@ def parameters(stage: Mapping[str, Any]) -> dict[str, str]:
     return out
 
 
-def declared(stage: str, name: str, item: str = "{item}"):
-    """A dataclass field whose default is the value dvc.yaml passes as parameter `name` of `stage`.
-
-    For a `foreach` stage, `stage` is its name without `@item`, and the value is taken from its
-    `do` template with `${item}` written as `item` (`"{task}"`: a `str.format` field the caller fills).
-    """
-
-    def default() -> str:
-        spec = yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["stages"]
-        if stage not in spec:
-            raise KeyError(f"dvc.yaml has no stage {stage!r}")
-        entry = spec[stage]
-        values = parameters(substitute_item(entry["do"], item) if "foreach" in entry else entry)
-        if name not in values:
-            raise KeyError(f"dvc.yaml's stage {stage!r} passes no parameter {name!r}")
-        return values[name]
-
-    return field(default_factory=default)
-
-
 NOT_PATHS = ("params_file", "progress", "task")  # notebook parameters that are not paths
 
 
 def paths_class(stage: str, item: str = "{item}") -> type:
     """A frozen dataclass with one field per path parameter of `stage`, defaults as dvc.yaml's.
 
+    For a `foreach` stage, `stage` is its name without `@item`, and the values come from its `do`
+    template with `${item}` written as `item` (`"{task}"`: a `str.format` field the caller fills).
     Subclass it to add what the stage derives from its paths (`class Paths(paths_class("x"))`).
     """
-    spec = yaml.safe_load(DVC_YAML.read_text(encoding="utf-8"))["stages"]
+    spec = read_yaml(DVC_YAML)["stages"]
     if stage not in spec:
         raise KeyError(f"dvc.yaml has no stage {stage!r}")
     entry = spec[stage]
-    names = [n for n in parameters(entry["do"] if "foreach" in entry else entry) if n not in NOT_PATHS]
-    return make_dataclass(
-        f"{stage}_paths", [(n, "str | Path", declared(stage, n, item)) for n in names], frozen=True
-    )
+    values = parameters(substitute_item(entry["do"], item) if "foreach" in entry else entry)
+    fields = [(name, "str | Path", field(default=v)) for name, v in values.items() if name not in NOT_PATHS]
+    return make_dataclass(f"{stage}_paths", fields, frozen=True)

@@ -20,8 +20,6 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import yaml
-
 from ose.pipeline import dvcfile, paths
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.progress import format_seconds
@@ -45,10 +43,7 @@ class StageTime:
 
 def rendered_notebooks(dvc_yaml: Path, params_yaml: Path) -> dict[str, str]:
     """{stage name as DVC names it: rendered notebook path} for every `scripts/stage` stage."""
-    expanded = dvcfile.expand_stages(
-        yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")),
-        yaml.safe_load(params_yaml.read_text(encoding="utf-8")) or {},
-    )
+    expanded = dvcfile.stages(dvc_yaml, params_yaml)
     return {
         name: dvcfile.rendered(stage)
         for name, stage in expanded.items()
