@@ -238,5 +238,7 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
     agora = next(r for r in rows if r["claim"].startswith("Agora"))
     assert agora["fair test?"] == gaps["finetune"]
     assert {r["fair test?"] for r in rows if r["verdict"] == "not testable here"} == {"—"}
+    nothing_added = replace(rt, anchor_agreement={"inherited_kd": {"agora": None, "control": None}})
+    assert "anchors" not in fairness(Metrics(finetune={"rotten_tomatoes": nothing_added}))["finetune"]
     fair = replace(pretrain, kd_weights={"alpha": 0.5, "beta": 0.5})
     assert "released" not in fairness(Metrics(pretrain=fair))["pretrain"]

@@ -103,18 +103,25 @@ def fairness(m: Metrics) -> dict[str, str]:
             gaps.append(f"by held-out cross-entropy inherited KD is ahead ({kd_ce:.2f} vs {mlm_ce:.2f})")
         out["pretrain"] = "not yet (#24): " + "; ".join(gaps)
     if m.finetune:
+        gaps = []
         shares = [a for r in m.finetune.values() for a in r.anchor_agreement.values()]
-        control = sum(a["control"] for a in shares) / len(shares)
-        placed = sum(a["agora"] for a in shares) / len(shares)
-        labeller = [s for r in m.finetune.values() for s in r.labeller["scores"]]
+        control = [a["control"] for a in shares if a.get("control") is not None]  # None: no point added
+        placed = [a["agora"] for a in shares if a.get("agora") is not None]
+        if control and placed:
+            gaps.append(
+                "the control's anchors are train rows S was fine-tuned on (S agrees with the anchor's label "
+                f"on {sum(control) / len(control):.0%} of the control's points, "
+                f"{sum(placed) / len(placed):.0%} of Agora's), so Agora − control mixes placement with "
+                "label quality"
+            )
         lrs = ", ".join(f"{x:g}" for x in sorted({t["lr"] for r in m.finetune.values() for t in r.thetas}))
-        out["finetune"] = (
-            "not yet (#25): the control's anchors are train rows S was fine-tuned on (S agrees with the "
-            f"anchor's label on {control:.0%} of the control's points, {placed:.0%} of Agora's), so Agora − "
-            f"control mixes placement with label quality; Θ's learning rates {lrs} "
-            "are at or above the top of those used for small BERTs, not swept; S is below 2/3 test accuracy "
-            f"on {sum(s < 2 / 3 for s in labeller)} of {len(labeller)} (task, seed) pairs"
+        gaps.append(
+            f"Θ's learning rates {lrs} are at or above the top of those used for small BERTs, not swept"
         )
+        labeller = [s for r in m.finetune.values() for s in r.labeller["scores"]]
+        below = sum(score < 2 / 3 for score in labeller)
+        gaps.append(f"S is below 2/3 test accuracy on {below} of {len(labeller)} (task, seed) pairs")
+        out["finetune"] = "not yet (#25): " + "; ".join(gaps)
     return out
 
 
