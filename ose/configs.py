@@ -1,6 +1,6 @@
 """Every config class of the package, one per concept; each `params.yaml` group is one of them.
 
-`params.teacher` is a `Teacher`, `params.distill` a `KDWeights`, ... The code that uses a config
+`params.teacher` is a `Teacher`, `params.distill` a `Distill`, ... The code that uses a config
 imports it from here (and its own module re-exports it: `ose.training.loop.TrainConfig`), so a setting
 is defined once and never copied field by field. Each class validates itself in `__post_init__`
 with `ose.pipeline.checks`; `ose.params` reads YAML into them and adds the key path to any error.
@@ -86,12 +86,16 @@ class Teacher(MaskedLMTraining):
     min_steps: ClassVar[int] = 0
 
 
-# The arms of stage `pretrain`: (initialisation, loss). `inherited_kd` goes beyond the paper.
+# The arms of stage `pretrain`: (initialisation, loss). Inherited init goes beyond the paper. Loss
+# `kd` is textbook KD (`Distill.textbook`), `kd_released` alexa/bort's loss as released
+# (`Distill.released`), `mlm` the masked-LM loss alone.
 PRETRAIN_ARMS = {
-    "kd": ("random", "kd"),  # the paper's recipe: random init, knowledge distillation
+    "kd": ("random", "kd"),  # the paper's recipe as intended: random init, knowledge distillation
+    "kd_released": ("random", "kd_released"),  # the paper's recipe as its code computes it
     "mlm": ("random", "mlm"),  # the control for "distillation helps": random init, masked-LM only
     "inherited_kd": ("inherited", "kd"),  # extension: init sliced from the source, then KD
-    "inherited_mlm": ("inherited", "mlm"),  # its control: the same init, masked-LM only
+    "inherited_kd_released": ("inherited", "kd_released"),  # the same init, the released loss
+    "inherited_mlm": ("inherited", "mlm"),  # their control: the same init, masked-LM only
 }
 INHERIT_LAYERS = ("bottom", "every_k")
 
@@ -119,17 +123,39 @@ class Inheritance:
         checks.positive(self, "calibration_blocks")
 
 
+@dataclass(frozen=True)
+class LrSweep:
+    """`pretrain.lr_sweep`: per init, that init's `kd` arm shortened to `steps` (warm-up scaled) under each
+    lr of `lrs`; the lr with the lowest held-out masked-LM cross-entropy trains every arm of the init.
+    `lrs: []` sweeps nothing: every arm trains with `pretrain.lr`."""
+
+    lrs: list[float]
+    steps: int
+
+    def __post_init__(self) -> None:
+        for k, lr in enumerate(self.lrs):
+            checks.in_range(f"lrs[{k}]", lr, 0, 1, low_open=True)
+        if len(set(self.lrs)) != len(self.lrs):
+            checks.fail("lrs", f"must be distinct learning rates, got {self.lrs}")
+        checks.positive(self, "steps")
+
+
 @dataclass(frozen=True, kw_only=True)
 class Pretrain(MaskedLMTraining):
     """Stage `pretrain`: the extracted ξ trained in several arms on one recipe (`PRETRAIN_ARMS`).
 
     Every arm trains the same ξ on the same data, steps, batches and masking (same seed); they
     differ in initialisation and loss only. batch_size is the global batch, split over `nproc`
-    processes (torchrun; on GPUs one per device).
+    processes (torchrun; on GPUs one per device). `seeded_arms` run once per seed of `seeds`, paired
+    (same seed: same batches and maskings); the other arms run `seeds[0]` only, the seed later stages
+    read. `lr` is used only where `lr_sweep` sweeps nothing.
     """
 
     nproc: int = 1
     arms: list[str] = dataclasses.field(default_factory=lambda: list(PRETRAIN_ARMS))
+    seeds: list[int] = dataclasses.field(default_factory=lambda: [0, 1])
+    seeded_arms: list[str] = dataclasses.field(default_factory=lambda: ["inherited_kd", "inherited_mlm"])
+    lr_sweep: LrSweep = dataclasses.field(default_factory=lambda: LrSweep(lrs=[], steps=1))
     inherit: Inheritance = dataclasses.field(
         default_factory=lambda: Inheritance(layers="bottom", every=None, calibration_blocks=64)
     )
@@ -144,6 +170,18 @@ class Pretrain(MaskedLMTraining):
             checks.fail("arms", f"must be distinct names among {list(PRETRAIN_ARMS)}, got {self.arms}")
         if "kd" not in self.arms:
             checks.fail("arms", "must include 'kd' (the paper's arm: later stages read models/student)")
+        bad = [s for s in self.seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+        if not self.seeds or bad or len(set(self.seeds)) != len(self.seeds):
+            checks.fail("seeds", f"must be distinct non-negative integers, at least one, got {self.seeds}")
+        outside = [a for a in self.seeded_arms if a not in self.arms]
+        if outside or len(set(self.seeded_arms)) != len(self.seeded_arms):
+            checks.fail(
+                "seeded_arms", f"must be distinct names among arms {self.arms}, got {self.seeded_arms}"
+            )
+        if self.lr_sweep.steps > self.steps:
+            checks.fail(
+                "lr_sweep", f"steps must be at most pretrain.steps ({self.steps}), got {self.lr_sweep.steps}"
+            )
 
     def recipe(self) -> MaskedLMTraining:
         """The training recipe every arm shares (what a checkpoint's identity holds)."""
@@ -341,13 +379,22 @@ class Data:
         return [*self.tasks, *self.glue_tasks, *self.superglue_tasks, *(f.name for f in self.files)]
 
 
+KD_FORMS = ("kl", "released")  # how the distillation term is computed (`ose.training.distill`)
+
+
 @dataclass(frozen=True)
 class KDWeights:
-    """The distillation loss α·CE + β·T²·KL (params group `distill`), shared by ê and pretraining."""
+    """One distillation loss: α·CE + β·T²·(distillation term), the term computed as `form` says.
 
-    alpha: float = 0.1  # weight of the masked-LM cross-entropy against the true tokens
+    form "kl": KL(teacher_T ‖ student_T) summed over the vocabulary, mean over masked tokens (textbook
+    KD: β = 1 − α); form "released": the term exactly as alexa/bort's released code computes it
+    (`ose.training.distill.released_term`).
+    """
+
+    alpha: float = 0.5  # weight of the masked-LM cross-entropy against the true tokens
     beta: float = 0.5  # weight of the distillation term
     temperature: float = 2.0
+    form: str = "kl"
 
     def __post_init__(self) -> None:
         for name in ("alpha", "beta"):
@@ -357,6 +404,39 @@ class KDWeights:
             checks.fail("beta", "alpha and beta must not both be 0")
         if not self.temperature > 0:
             checks.fail("temperature", f"must be positive, got {self.temperature}")
+        if self.form not in KD_FORMS:
+            checks.fail("form", f"must be one of {list(KD_FORMS)}, got {self.form!r}")
+
+
+@dataclass(frozen=True)
+class ReleasedKD:
+    """The weights of alexa/bort's released pretraining script (`distill.released`): mlm_weight α,
+    teacher_ce_weight β, distillation_temperature T."""
+
+    alpha: float
+    beta: float
+    temperature: float
+
+    def weights(self) -> KDWeights:
+        return KDWeights(self.alpha, self.beta, self.temperature, form="released")
+
+
+@dataclass(frozen=True)
+class Distill:
+    """Params group `distill`: textbook KD α·CE + (1 − α)·T²·KL(p_t ‖ p_s) (ê and the `kd` arms) and
+    the released script's loss and weights (the `kd_released` arms)."""
+
+    alpha: float
+    temperature: float
+    released: ReleasedKD
+
+    def __post_init__(self) -> None:
+        checks.in_range("alpha", self.alpha, 0, 1)
+        self.textbook()  # checks the temperature
+        self.released.weights()
+
+    def textbook(self) -> KDWeights:
+        return KDWeights(self.alpha, 1.0 - self.alpha, self.temperature, form="kl")
 
 
 @dataclass(frozen=True)
@@ -368,6 +448,7 @@ class SurrogateTheta:
     warmup_steps: int
 
 
+SURROGATE_INITS = ("random", "inherited")  # how each ξ of ê starts: the paper's, or sliced from the teacher
 SIZES = ("effective", "net")  # p in W: the encoder's parameters, or all of them
 REFERENCES = ("source", "space_max")  # T in W: the source network, or the space's own maximum
 
@@ -387,14 +468,24 @@ class SurrogateCheck:
     steps: int
     log_steps: list[int]
     seeds: list[int]
+    noise_archs: int  # of the `archs` (stratified again) whose ê is run under every seed at every s
     n_boot: int
     tau: float
     max_auto_steps: int
+    inits: list[str]  # the inits checked (the same architectures): `extract.init: auto` picks among them
 
     def __post_init__(self) -> None:
         checks.positive(self, "steps", "n_boot", "max_auto_steps")
         if self.archs < 3:
             checks.fail("archs", f"must be at least 3 (a ranking), got {self.archs}")
+        if not 2 <= self.noise_archs <= self.archs:
+            checks.fail("noise_archs", f"must be between 2 and archs ({self.archs}), got {self.noise_archs}")
+        if (
+            not self.inits
+            or any(i not in SURROGATE_INITS for i in self.inits)
+            or len(set(self.inits)) != len(self.inits)
+        ):
+            checks.fail("inits", f"must be distinct names among {list(SURROGATE_INITS)}, got {self.inits}")
         checks.positive_ints("log_steps", self.log_steps)
         if self.log_steps != sorted(self.log_steps) or self.log_steps[-1] >= self.steps:
             checks.fail("log_steps", f"must increase and stay below steps ({self.steps}): {self.log_steps}")
@@ -419,9 +510,12 @@ class Extract:
     batch_size: int
     seq_len: int
     heldout_batches: int
+    heldout_batch_size: int  # of the held-out batches (one fixed masking; its size changes no score)
+    min_heldout_tokens: int  # ê is scored on at least this many masked tokens, or the stage stops
     thetas: list[SurrogateTheta]
     nproc: int  # worker processes (torchrun, gloo) for the candidate evaluations
     threads_per_process: int
+    init: str  # how each ξ starts before its s steps: random, inherited (an extension) or auto
     check: SurrogateCheck
 
     def __post_init__(self) -> None:
@@ -434,7 +528,20 @@ class Extract:
                 checks.fail("max_steps", f"must be a positive integer or 'auto', got {self.max_steps!r}")
         else:
             checks.positive(self, "max_steps")
-        checks.positive(self, "batch_size", "heldout_batches", "nproc", "threads_per_process")
+        checks.positive(
+            self, "batch_size", "heldout_batches", "heldout_batch_size", "min_heldout_tokens", "nproc",
+            "threads_per_process",
+        )  # fmt: skip
+        if self.init not in (*SURROGATE_INITS, "auto"):
+            checks.fail("init", f"must be one of {[*SURROGATE_INITS, 'auto']}, got {self.init!r}")
+        if self.init == "auto" and len(self.check.inits) < 2:
+            checks.fail(
+                "init", f"auto picks among check.inits, which lists {self.check.inits}; name one init"
+            )
+        if self.init != "auto" and self.init not in self.check.inits:
+            checks.fail(
+                "init", f"{self.init!r} must be among check.inits {self.check.inits} (its ê is checked)"
+            )
         if self.epsilon < 1:
             checks.fail("epsilon", f"must be an integer >= 1 (and <= the space size), got {self.epsilon}")
         for k, eps in enumerate(self.sweep_epsilons):

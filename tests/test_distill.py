@@ -8,6 +8,7 @@ from ose.arch import Arch, Embedding, build_model
 from ose.search import surrogate
 from ose.search.surrogate import SurrogateJob, evaluate_table, read_shards
 from ose.training.distill import (
+    MLM_ONLY,
     FixedSample,
     KDWeights,
     distill_on_sample,
@@ -201,24 +202,56 @@ def test_two_torchrun_workers_give_the_same_table(tmp_path, teacher):
         assert a["error"] == pytest.approx(b["error"], rel=1e-6)
 
 
-def test_reference_runs_log_each_s_and_resume_without_the_sample(tmp_path, teacher, monkeypatch):
-    """The surrogate check's long runs: ê_s at every logged s, the last equal to a plain ê of the
-    same length; a second call reads the shards and writes no sample."""
-    from ose.configs import SurrogateCheck, SurrogateTheta
-    from ose.search.surrogate_check import reference_runs
+def test_released_term_is_the_released_codes_double_softmax_and_vocabulary_mean():
+    """By hand, as MXNet's KLDivLoss(from_logits=False) on softmax probabilities computes it."""
+    from ose.training.distill import kd_terms, released_term
 
-    train = fixed_sample(toy_blocks(), 6, 4, 9, teacher, ToyTokenizer(), seed=0)
-    heldout = fixed_sample(toy_blocks(seed=1), 1, 4, 9, teacher, ToyTokenizer(), seed=1)
-    check = SurrogateCheck(
-        archs=3, steps=6, log_steps=[2, 4], seeds=[0, 1], n_boot=10, tau=0.8, max_auto_steps=4
+    g = torch.Generator().manual_seed(3)
+    s, t = torch.randn(5, 11, generator=g), torch.randn(5, 11, generator=g)  # (N, V), odd sizes
+    p_s, p_t = torch.softmax(s / 2, -1), torch.softmax(t / 2, -1)
+    log_q = p_s - torch.logsumexp(p_s, -1, keepdim=True)  # log_softmax of the probabilities
+    by_hand = (
+        sum(
+            sum(
+                float(p_t[n, v]) * (math.log(float(p_t[n, v]) + 1e-12) - float(log_q[n, v]))
+                for v in range(11)
+            )
+            / 11
+            for n in range(5)
+        )
+        / 5
     )
-    theta = SurrogateTheta("a", 3e-3, 1)
-    archs = [Arch.parse("D1-A2-H16-I23"), Arch.parse("D1-A3-H15-I7")]
-    args = (archs, EMB, train, heldout, check, theta, KDWeights(), 0, tmp_path / "reference", "key")
-    runs = reference_runs(*args, progress=False)
-    assert [r["arch"] for r in runs] == ["D1-A2-H16-I23", "D1-A3-H15-I7"]
-    assert all(sorted(r["losses"]) == [2, 4] for r in runs)
-    plain = surrogate_error(archs[1], EMB, train, heldout, 6, 3e-3, 1, KDWeights(), 0)
-    assert runs[1]["final"] == plain["error"]
-    monkeypatch.setattr(torch, "save", lambda *a, **k: pytest.fail("the sample was written again"))
-    assert reference_runs(*args, progress=False) == runs
+    assert float(released_term(s, t, 2.0)) == pytest.approx(by_hand, rel=1e-5)
+    targets = torch.tensor([0, 3, 10, 7, 1])
+    ce, kd = kd_terms(s, t, targets, KDWeights(0.1, 0.5, 2.0, form="released"))
+    assert float(ce) == pytest.approx(0.1 * float(torch.nn.functional.cross_entropy(s, targets)), rel=1e-6)
+    assert float(kd) == pytest.approx(0.5 * 4 * by_hand, rel=1e-5)
+
+
+def test_grad_norm_ratio_by_autograd_and_released_far_below_textbook():
+    from ose.training.distill import grad_norm_ratio, kd_terms
+
+    g = torch.Generator().manual_seed(4)
+    model = torch.nn.Linear(7, 13)  # logits of N = 9 tokens over a vocabulary of 13
+    with torch.no_grad():
+        model.weight.copy_(torch.randn(13, 7, generator=g))
+    x, teacher = torch.randn(9, 7, generator=g), 3 * torch.randn(9, 13, generator=g)
+    targets = torch.randint(13, (9,), generator=g)
+
+    def by_hand(w: KDWeights) -> float:
+        norms = []
+        for k in range(2):
+            model.zero_grad()
+            kd_terms(model(x), teacher, targets, w)[k].backward()
+            norms.append(math.sqrt(sum(float(p.grad.pow(2).sum()) for p in model.parameters())))
+        model.zero_grad()
+        return norms[1] / norms[0]
+
+    textbook, released = KDWeights(0.5, 0.5, 2.0), KDWeights(0.1, 0.5, 2.0, form="released")
+    ratios = {}
+    for name, w in (("textbook", textbook), ("released", released)):
+        ratios[name] = grad_norm_ratio(model, lambda w=w: kd_terms(model(x), teacher, targets, w))
+        assert ratios[name] == pytest.approx(by_hand(w), rel=1e-5)
+        assert all(p.grad is None or not p.grad.any() for p in model.parameters())  # untouched
+    assert ratios["released"] < ratios["textbook"] / 10
+    assert grad_norm_ratio(model, lambda: kd_terms(model(x), teacher, targets, MLM_ONLY)) == 0.0

@@ -16,8 +16,10 @@ from ose.search.fptas import (
     order_space,
     pareto_front,
     run_fptas,
+    same_point,
     select_from_table,
     theta_key,
+    tie_groups,
     w_coefficient,
 )
 
@@ -122,11 +124,36 @@ def test_order_space_rejects_duplicates_and_empty():
 
 
 @pytest.mark.parametrize("epsilon", [1, 2, 3, 4, 5, 10, 11])
-def test_candidates_are_every_epsilon_th_from_the_first(epsilon):
+def test_candidates_are_every_epsilon_th_point_from_the_first_with_whole_ties(epsilon):
     ordered = order_space(SPACE)
+    groups = tie_groups(ordered)
+    assert [len(g) for g in groups].count(2) == 1 and len(groups) == len(ordered) - 1  # one tie
     candidates = fptas_candidates(ordered, epsilon)
-    assert candidates == [ordered[k] for k in range(0, len(ordered), epsilon)]
-    assert len(candidates) == math.ceil(len(ordered) / epsilon) == n_candidates(len(ordered), epsilon)
+    assert candidates == [pt for k in range(0, len(groups), epsilon) for pt in groups[k]]
+    assert len({(pt.p, pt.i) for pt in candidates}) == math.ceil(len(groups) / epsilon)
+    untied = [g[0] for g in groups]  # the same space without its tie: ⌈|Ξ|/ε⌉ candidates
+    if epsilon <= len(untied):
+        assert len(fptas_candidates(untied, epsilon)) == n_candidates(len(untied), epsilon)
+
+
+def test_ties_are_broken_by_the_error_never_by_the_name():
+    tie = [pt for group in tie_groups(order_space(SPACE)) if len(group) == 2 for pt in group]
+    first, second = tie  # in name order
+    assert same_point(first, second) and not same_point(
+        first, SPACE[-1] if SPACE[-1] not in tie else SPACE[0]
+    )
+    for worse, better in ((first, second), (second, first)):
+
+        def evaluate(arch, theta, worse=worse, better=better):
+            if arch.name in (worse.name, better.name):
+                return 1.0 if arch.name == better.name else 1.5
+            return 50.0  # every other ξ far behind
+
+        for epsilon in (1, 2, 3):
+            result = run_fptas(SPACE, evaluate, ["t"], epsilon)
+            candidates = set(result.candidates)
+            if better.name in candidates:  # a tie group is a candidate whole, or not at all
+                assert worse.name in candidates and result.best.arch == better.arch
 
 
 @pytest.mark.parametrize("epsilon", [0, -1, 12, 1.5, True, 2.0, "2", None])
@@ -166,7 +193,7 @@ def test_number_and_order_of_trainings(epsilon):
         return lookup(arch, theta)
 
     result = run_fptas(SPACE, evaluate, THETAS, epsilon)
-    expected = math.ceil(len(SPACE) / epsilon) * len(THETAS)
+    expected = len(fptas_candidates(order_space(SPACE), epsilon)) * len(THETAS)
     assert len(calls) == result.n_trainings == len(result.rows) == expected
     names = [pt.name for pt in fptas_candidates(order_space(SPACE), epsilon)]
     assert calls == [(n, theta_key(t)) for t in THETAS for n in names]  # θ outer, (p, i) order inner
@@ -176,8 +203,9 @@ def test_number_and_order_of_trainings(epsilon):
 
 def test_evaluate_receives_the_theta_as_given():
     seen = []
-    run_fptas(SPACE, lambda arch, theta: seen.append(theta) or 1.5, THETAS, 11)
-    assert seen == THETAS
+    run_fptas(SPACE, lambda arch, theta: seen.append(theta) or 1.5, THETAS, 10)
+    per_theta = len(fptas_candidates(order_space(SPACE), 10))
+    assert seen[::per_theta] == THETAS and len(seen) == per_theta * len(THETAS)
 
 
 def test_epsilon_one_is_the_brute_force_optimum():
@@ -264,14 +292,16 @@ def test_epsilon_sweep():
     assert [r["epsilon"] for r in sweep] == epsilons
     assert sweep[0]["approx_ratio"] == 1.0 and sweep[0]["arch"] == table.best.arch.name
     assert all(0 <= r["approx_ratio"] <= 1 for r in sweep)
-    assert any(r["approx_ratio"] < 1 for r in sweep)  # this space does punish coarse intervals
+    # Only ê in W: this space punishes coarse intervals. (With W = 1, 1, 1 it lost only inside its
+    # tie while names broke ties; whole tie groups as candidates keep the optimum at every ε.)
+    assert any(r["approx_ratio"] < 1 for r in epsilon_sweep(SPACE, table, epsilons, (0, 0, 1)))
     ordered = order_space(SPACE)
     for r in sweep:
         run = run_fptas(SPACE, lookup, THETAS, r["epsilon"])
         assert r["arch"] == run.best.arch.name
         assert r["approx_ratio"] == pytest.approx(run.best.w / table.best.w)
-        assert r["n_trainings"] == math.ceil(len(SPACE) / r["epsilon"]) * len(THETAS)
-        trained = ordered[:: r["epsilon"]]
+        trained = fptas_candidates(ordered, r["epsilon"])
+        assert r["n_trainings"] == len(trained) * len(THETAS)
         assert r["seconds"] == pytest.approx(
             sum(SECONDS[(pt.name, theta_key(t))] for pt in trained for t in THETAS)
         )

@@ -308,3 +308,25 @@ def test_a_balanced_fine_tuning_sample_too_large_for_a_class_is_named(default):
         check_environment(params, readers=readers)
     default["finetune"]["train_size"] = None
     check_environment(from_dict(default), readers=readers)
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        (
+            "arms",
+            ["kd", "kd_textbook"],
+            r"pretrain\.arms: must be distinct names among \['kd', 'kd_released'",
+        ),
+        ("seeds", [0, 0], r"pretrain\.seeds: must be distinct non-negative integers"),
+        ("seeds", [], r"pretrain\.seeds: must be distinct non-negative integers, at least one"),
+        ("seeded_arms", ["nope"], r"pretrain\.seeded_arms: must be distinct names among arms \['kd'"),
+        ("lr_sweep", {"lrs": [1e-3, 1e-3], "steps": 3}, r"pretrain\.lr_sweep\.lrs: must be distinct"),
+        ("lr_sweep", {"lrs": [2.0], "steps": 3}, r"pretrain\.lr_sweep\.lrs\[0\]: must be in \(0, 1\]"),
+        ("lr_sweep", {"lrs": [1e-3], "steps": 10_000}, r"pretrain\.lr_sweep: steps must be at most"),
+    ],
+)
+def test_bad_pretrain_values_are_named(default, key, value, message):
+    default["pretrain"][key] = value
+    with pytest.raises(ParamsError, match=message):
+        from_dict(default)

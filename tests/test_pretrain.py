@@ -21,6 +21,7 @@ from ose.training.pretraining import (
     PretrainJob,
     check_loads,
     final_evaluation,
+    first_step_grad_ratio,
     initial_student,
     kd_step_loss,
     launch,
@@ -79,6 +80,8 @@ def test_pretraining_saves_a_loadable_student(workdir):
     assert check_loads(job.out_dir) == Arch(1, 3, 15, 7)
     assert [h["step"] for h in history if "masked_acc" in h] == [3, 6]
     assert final_evaluation(history)["masked_tokens"] > 0
+    assert first_step_grad_ratio(history) > 0  # recorded before training, kept by a cached re-run
+    assert first_step_grad_ratio(launch(job, progress=False)) == first_step_grad_ratio(history)
     untimed = [{k: v for k, v in h.items() if k != "seconds"} for h in history]
     assert json.loads((workdir / "plain" / "student" / HISTORY).read_text()) == untimed
     assert json.loads((workdir / "plain" / "checkpoints" / HISTORY).read_text()) == history
@@ -228,10 +231,10 @@ def test_kd_arms_share_the_teachers_states_without_changing_a_bit(workdir):
 
     pretrain.TEACHER_STATES.__init__()
     launch(make_job(workdir, "share_random"), progress=False)
-    assert pretrain.TEACHER_STATES.hits == 0
+    assert pretrain.TEACHER_STATES.hits == 1  # step 0, first computed for the gradient-norm ratio
     second = make_job(workdir, "share_inherited", init="inherited")
     launch(second, progress=False)
-    assert pretrain.TEACHER_STATES.hits == 6  # every step of the second arm
+    assert pretrain.TEACHER_STATES.hits == 1 + 7  # the ratio's step 0 and every step of the second arm
     shared = weights(second)
     pretrain.TEACHER_STATES.__init__()
     cold = replace(
@@ -240,7 +243,7 @@ def test_kd_arms_share_the_teachers_states_without_changing_a_bit(workdir):
         checkpoint_dir=str(workdir / "share_cold" / "checkpoints"),
     )
     launch(cold, progress=False)
-    assert pretrain.TEACHER_STATES.hits == 0
+    assert pretrain.TEACHER_STATES.hits == 1
     cold_weights = weights(cold)
     assert cold_weights.keys() == shared.keys()
     assert all(torch.equal(cold_weights[k], shared[k]) for k in shared)
@@ -253,4 +256,4 @@ def test_other_batches_do_not_read_the_shared_states(workdir):
     launch(make_job(workdir, "share_seed5"), progress=False)
     other = replace(make_job(workdir, "share_seed6"), seed=6)
     launch(other, progress=False)
-    assert pretrain.TEACHER_STATES.hits == 0
+    assert pretrain.TEACHER_STATES.hits == 1  # its own step 0, computed for its gradient-norm ratio

@@ -132,12 +132,20 @@ def _pretrain_result(kd: float, mlm: float, inherited: float):
     from ose.stages import pretrain
 
     def arm(name: str, acc: float) -> dict:
+        seeds = {"0": {"masked_acc": acc, "mlm_ce": 5.0, "grad_norm_ratio": 0.0, "seconds": 2.0}}
         return {"arm": name, "masked_acc": acc, "mlm_ce": 5.0, "fraction_of_teacher_acc": acc / 0.3} | {
             "steps": 7,
             "seconds": 2.0,
+            "lr": 1e-3,
+            "grad_norm_ratio": 0.5,
+            "by_seed": seeds,
+            "mean_masked_acc": acc,
+            "mean_mlm_ce": 5.0,
         }
 
     arms = {"kd": arm("kd", kd), "mlm": arm("mlm", mlm), "inherited_kd": arm("inherited_kd", inherited)}
+    noise = pretrain.seed_noise(arms)
+    verdicts = pretrain.distillation_verdicts(arms, noise)
     return pretrain.Result(
         profile="smoke",
         arch="D1-A3-H15-I7",
@@ -147,13 +155,18 @@ def _pretrain_result(kd: float, mlm: float, inherited: float):
         teacher_heldout_mlm_ce=4.0,
         teacher_heldout_masked_acc=0.3,
         nproc=1,
-        kd_weights={},
+        kd_weights={"kd": {"alpha": 0.5, "beta": 0.5, "temperature": 2.0, "form": "kl"}},
         mask_prob=0.15,
         bf16=False,
         inherit={},
-        distillation_helps=pretrain.distillation_verdicts(arms),
+        distillation_helps={init: v["kd"]["verdict"] == "helps" for init, v in verdicts.items()},
         seconds=1.0,
         machine={},
+        seeds=[0],
+        seeded_arms=[],
+        lr_sweep={},
+        seed_noise=noise,
+        verdicts=verdicts,
     )
 
 
@@ -167,7 +180,7 @@ def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
     helps = claims(Metrics(pretrain=_pretrain_result(0.12, 0.09, 0.2)), tmp_path)
     kd_row = next(r for r in helps if "knowledge distillation" in r["claim"])
     assert kd_row["verdict"] == "reproduced at reduced scale"
-    assert "KD 0.120 vs MLM-only 0.090" in kd_row["here"] and "extension" in kd_row["here"]
+    assert "textbook KD: helps, masked-token accuracy 0.120 against 0.090 (better)" in kd_row["here"]
     hurts = claims(Metrics(pretrain=_pretrain_result(0.08, 0.09, 0.2)), tmp_path)
     assert next(r for r in hurts if "knowledge distillation" in r["claim"])["verdict"] == "not reproduced"
     assert all(r["verdict"] in VERDICTS for r in helps + hurts)
@@ -192,7 +205,9 @@ def test_pretraining_section_states_the_kd_verdict_and_the_inherited_fraction():
         machine={},
     )
     text = pretraining_section(t, _pretrain_result(0.12, 0.09, 0.2))
-    assert "from random init, distillation **helps**" in text
+    assert "from random init, textbook distillation → **helps**" in text
+    assert "cross-entropy 5.000 against 5.000 (within seed noise)" in text
+    assert "No arm ran two seeds" in text and "not swept" in text
     assert "reaches **67%** of the teacher's" in text
 
 
@@ -227,12 +242,13 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
 
     rt = _finetune("rotten_tomatoes", "default", [0.5, 0.55, 0.6], 0.02)
     rt = replace(rt, labeller={"scores": [0.6, 0.7, 0.65], "mean": 0.65, "std": 0.05})
-    pretrain = replace(_pretrain_result(0.08, 0.09, 0.2), kd_weights={"alpha": 0.1, "beta": 0.5})
+    pretrain = _pretrain_result(0.08, 0.09, 0.2)
     m = Metrics(finetune={"rotten_tomatoes": rt}, pretrain=pretrain)
     gaps = fairness(m)
     assert "90% of the control's points, 60% of Agora's" in gaps["finetune"]
     assert "on 2 of 3 (task, seed) pairs" in gaps["finetune"]
-    assert "released script's weights" in gaps["pretrain"] and "extract" not in gaps
+    assert "one seed per arm" in gaps["pretrain"] and "not swept at this ξ" in gaps["pretrain"]
+    assert "extract" not in gaps
     rows = claims(m, tmp_path)
     assert all(set(CLAIM_COLUMNS) <= set(r) for r in rows)
     agora = next(r for r in rows if r["claim"].startswith("Agora"))
@@ -240,5 +256,12 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
     assert {r["fair test?"] for r in rows if r["verdict"] == "not testable here"} == {"—"}
     nothing_added = replace(rt, anchor_agreement={"inherited_kd": {"agora": None, "control": None}})
     assert "anchors" not in fairness(Metrics(finetune={"rotten_tomatoes": nothing_added}))["finetune"]
-    fair = replace(pretrain, kd_weights={"alpha": 0.5, "beta": 0.5})
-    assert "released" not in fairness(Metrics(pretrain=fair))["pretrain"]
+    seeded = {**pretrain.arms["kd"], "by_seed": {"0": {}, "1": {}}}
+    fairer = replace(
+        pretrain,
+        arms={"kd": seeded},
+        seed_noise={"masked_acc": 0.01, "mlm_ce": 0.1},
+        lr_sweep={"random": {"steps": 3, "rows": [], "chosen": 1e-3}},
+        kd_weights={},
+    )
+    assert fairness(Metrics(pretrain=fairer))["pretrain"] == "no gap known"

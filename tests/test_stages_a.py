@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from ose.arch import BERT_EMBEDDING, Arch
+from ose.configs import LrSweep
 from ose.data.tasks import TaskData
 from ose.params import from_dict, render_profile
 from ose.search import fptas
@@ -180,48 +181,148 @@ def test_exponent_ablation_starts_with_the_papers_w():
 # --- pretrain --------------------------------------------------------------------------------
 
 
-def test_pretrain_jobs(tmp_path):
-    params = from_dict(render_profile("smoke"))
-    paths = pretrain.Paths(
+def _paths(tmp_path):
+    return pretrain.Paths(
         teacher_dir=tmp_path / "t",
         corpus_dir=tmp_path / "c",
         student_dir=tmp_path / "s",
         baseline_dir=tmp_path / "b",
         inherited_dir=tmp_path / "i",
         inherited_mlm_dir=tmp_path / "j",
+        arms_dir=tmp_path / "a",
         checkpoint_dir=tmp_path / "k",
     )
-    jobs = pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, paths)
-    assert list(jobs) == params.pretrain.arms == ["kd", "mlm", "inherited_kd", "inherited_mlm"]
-    kd, mlm, inherited, inherited_mlm = jobs.values()
+
+
+def test_pretrain_jobs(tmp_path):
+    params = from_dict(render_profile("smoke"))
+    jobs = pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, _paths(tmp_path), {"inherited": 3e-3})
+    arms = ["kd", "kd_released", "mlm", "inherited_kd", "inherited_kd_released", "inherited_mlm"]
+    assert params.pretrain.arms == arms and params.pretrain.seeds == [0, 1]
+    assert list(jobs) == [*arms, "inherited_kd_seed1", "inherited_mlm_seed1"]
+    kd, released, mlm, inherited, inherited_released, inherited_mlm = (jobs[a] for a in arms)
     assert inherited_mlm.init == "inherited" and inherited_mlm.weights == mlm.weights
     assert inherited_mlm.uses_teacher  # its init is sliced from the teacher
-    assert kd.weights == inherited.weights == asdict(params.distill) and kd.uses_teacher
-    assert mlm.weights == {"alpha": 1.0, "beta": 0.0, "temperature": 1.0} and not mlm.uses_teacher
+    assert kd.weights == inherited.weights == asdict(params.distill.textbook()) and kd.uses_teacher
+    assert released.weights == inherited_released.weights == asdict(params.distill.released.weights())
+    assert released.weights == {"alpha": 0.1, "beta": 0.5, "temperature": 2.0, "form": "released"}
+    assert mlm.weights == asdict(MLM_ONLY) and not mlm.uses_teacher
     assert (kd.init, mlm.init, inherited.init) == ("random", "random", "inherited")
     assert inherited.inherit == asdict(params.pretrain.inherit) and kd.inherit is None
-    assert [j.out_dir for j in jobs.values()] == [str(tmp_path / d) for d in ("s", "b", "i", "j")]
+    folders = [jobs[a].out_dir for a in ("kd", "mlm", "inherited_kd", "inherited_mlm")]
+    assert folders == [str(tmp_path / d) for d in ("s", "b", "i", "j")]
+    assert released.out_dir == str(tmp_path / "a" / "kd_released")
+    assert jobs["inherited_kd_seed1"].out_dir == str(tmp_path / "a" / "inherited_kd_seed1")
     assert mlm.checkpoint_dir == str(tmp_path / "k" / "mlm")
+    # paired seeds: same arm, other seed; every run scored on the one held-out masking of `seed`
+    assert [jobs[n].seed for n in jobs] == [0] * 6 + [1, 1]
+    assert {job.heldout_seed for job in jobs.values()} == {params.seed}
+    # the sweep's choice per init; an init not swept trains with pretrain.lr
+    assert {jobs[n].config["lr"] for n in jobs if jobs[n].init == "inherited"} == {3e-3}
+    assert kd.config["lr"] == params.pretrain.lr
     for job in jobs.values():
-        assert job.config == asdict(params.pretrain.recipe()) and job.seed == params.seed
+        assert job.config == asdict(replace(params.pretrain.recipe(), lr=job.config["lr"]))
         assert "arms" not in job.config and job.embedding == asdict(BERT_EMBEDDING)
 
 
-def test_pretrain_jobs_follow_the_arms_param(tmp_path):
+def test_pretrain_jobs_follow_the_arms_and_seeds_params():
     params = from_dict(render_profile("smoke"))
-    params = replace(params, pretrain=replace(params.pretrain, arms=["inherited_kd", "kd"]))
-    assert list(pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, pretrain.Paths())) == [
-        "inherited_kd",
-        "kd",
-    ]
+    cfg = replace(params.pretrain, arms=["inherited_kd", "kd"], seeds=[3, 1, 2], seeded_arms=["kd"])
+    params = replace(params, pretrain=cfg)
+    runs = list(pretrain.jobs(params, "D2-A2-H128-I256", BERT_EMBEDDING, pretrain.Paths()))
+    assert runs == ["inherited_kd", "kd", "kd_seed1", "kd_seed2"]
 
 
-def test_distillation_verdict_per_init_needs_both_arms():
-    arms = {"kd": {"masked_acc": 0.2}, "mlm": {"masked_acc": 0.1}, "inherited_kd": {"masked_acc": 0.3}}
-    assert pretrain.distillation_verdicts(arms) == {"random": True}
-    arms["inherited_mlm"] = {"masked_acc": 0.31}
-    assert pretrain.distillation_verdicts(arms) == {"random": True, "inherited": False}
-    assert pretrain.distillation_verdicts({"kd": {"masked_acc": 0.2}}) == {}
+def test_lr_sweep_jobs_shorten_each_inits_kd_arm(tmp_path):
+    params = from_dict(render_profile("smoke"))
+    cfg = replace(params.pretrain, steps=10, warmup_steps=4, lr_sweep=LrSweep(lrs=[1e-3, 3e-3], steps=5))
+    sweep = pretrain.sweep_jobs(
+        replace(params, pretrain=cfg), "D2-A2-H128-I256", BERT_EMBEDDING, _paths(tmp_path)
+    )
+    assert list(sweep) == [("random", 1e-3), ("random", 3e-3), ("inherited", 1e-3), ("inherited", 3e-3)]
+    job = sweep[("inherited", 3e-3)]
+    assert job.init == "inherited" and job.weights == asdict(params.distill.textbook())
+    assert (job.config["steps"], job.config["warmup_steps"], job.config["lr"]) == (5, 2, 3e-3)
+    assert job.checkpoint_dir == str(tmp_path / "k" / "lr_sweep" / "inherited_lr0.003")
+    assert job.seed == cfg.seeds[0]
+    assert (
+        pretrain.sweep_jobs(
+            replace(params, pretrain=replace(cfg, lr_sweep=LrSweep(lrs=[], steps=5))),
+            "D2-A2-H128-I256",
+            BERT_EMBEDDING,
+            _paths(tmp_path),
+        )
+        == {}
+    )
+
+
+def test_sweep_chooses_the_lowest_heldout_cross_entropy():
+    rows = [{"lr": 1e-3, "mlm_ce": 7.1}, {"lr": 3e-3, "mlm_ce": 6.9}, {"lr": 3e-4, "mlm_ce": 7.5}]
+    assert pretrain.choose_lr(rows) == 3e-3
+    assert pretrain.choose_lr([{"lr": 2e-3, "mlm_ce": 7.0}, {"lr": 1e-3, "mlm_ce": 7.0}]) == 1e-3
+
+
+def _arm(arm, seed_scores):
+    runs = {
+        f"{arm}{s}": {
+            "arm": arm,
+            "seed": s,
+            "masked_acc": a,
+            "mlm_ce": c,
+            "grad_norm_ratio": 0.0,
+            "seconds": 1.0,
+        }
+        for s, (a, c) in seed_scores.items()
+    }
+    return runs
+
+
+def test_seed_noise_is_the_largest_spread_across_seeds_of_one_arm():
+    runs = _arm("inherited_kd", {0: (0.10, 7.0), 1: (0.13, 6.9)}) | _arm(
+        "inherited_mlm", {0: (0.2, 6.5), 1: (0.21, 6.0)}
+    )
+    runs |= _arm("kd", {0: (0.5, 1.0)})
+    arms = pretrain.arm_summaries(runs, 0)
+    assert arms["inherited_kd"]["masked_acc"] == 0.10 and arms["inherited_kd"][
+        "mean_masked_acc"
+    ] == pytest.approx(0.115)
+    assert list(arms["inherited_kd"]["by_seed"]) == ["0", "1"]
+    noise = pretrain.seed_noise(arms)
+    assert noise["masked_acc"] == pytest.approx(0.03) and noise["mlm_ce"] == pytest.approx(0.5)
+    assert pretrain.seed_noise({"kd": arms["kd"]}) == {"mlm_ce": None, "masked_acc": None}
+
+
+def test_verdicts_read_both_measures_and_say_within_seed_noise():
+    noise = {"masked_acc": 0.01, "mlm_ce": 0.05}
+
+    def arm(acc, ce):
+        return {"mean_masked_acc": acc, "mean_mlm_ce": ce}
+
+    v = pretrain.distillation_verdict(arm(0.20, 6.0), arm(0.10, 7.0), noise)
+    assert (v["masked_acc"]["reading"], v["mlm_ce"]["reading"], v["verdict"]) == ("better", "better", "helps")
+    v = pretrain.distillation_verdict(arm(0.095, 6.0), arm(0.10, 7.0), noise)
+    assert v["masked_acc"]["reading"] == "within seed noise" and v["verdict"] == "helps"
+    assert pretrain.distillation_verdict(arm(0.05, 6.0), arm(0.10, 7.0), noise)["verdict"] == "mixed"
+    assert pretrain.distillation_verdict(arm(0.05, 7.5), arm(0.10, 7.0), noise)["verdict"] == "hurts"
+    assert (
+        pretrain.distillation_verdict(arm(0.1, 7.01), arm(0.1, 7.0), noise)["verdict"] == "within seed noise"
+    )
+    assert pretrain.distillation_verdict(arm(0.1, 7.01), arm(0.1, 7.0), {})["mlm_ce"]["reading"] == "worse"
+
+
+def test_distillation_verdicts_per_init_and_kd_form_need_both_arms():
+    a = {"mean_masked_acc": 0.2, "mean_mlm_ce": 6.0}
+    b = {"mean_masked_acc": 0.1, "mean_mlm_ce": 7.0}
+    verdicts = pretrain.distillation_verdicts({"kd": a, "mlm": b, "inherited_kd": a}, {})
+    assert list(verdicts) == ["random"] and list(verdicts["random"]) == ["kd"]
+    verdicts = pretrain.distillation_verdicts(
+        {"kd": b, "kd_released": a, "mlm": b, "inherited_kd": a, "inherited_mlm": b}, {}
+    )
+    assert (
+        verdicts["random"]["kd_released"]["verdict"] == "helps"
+        and verdicts["inherited"]["kd"]["verdict"] == "helps"
+    )
+    assert verdicts["random"]["kd"]["verdict"] == "within seed noise"  # a tie, no noise measured
 
 
 def test_mlm_only_weights():

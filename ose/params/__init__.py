@@ -9,7 +9,7 @@ validated profile to `params.yaml`, which is what DVC tracks and what users edit
 Validation is strict: an unknown key, a missing key, a wrong type or an invalid value is a
 `ParamsError` that names the key path (e.g. `spaces.default.hidden[2]`) and what is allowed.
 Each group is the config class of its concept (`ose.configs`: `teacher` is a `Teacher`,
-`distill` a `KDWeights`, ...), validated in its `__post_init__` (`ose.pipeline.checks`); this module
+`distill` a `Distill`, ...), validated in its `__post_init__` (`ose.pipeline.checks`); this module
 only reads YAML into those classes, checks how the groups fit together, and manages profiles.
 """
 
@@ -30,9 +30,9 @@ from ose.configs import (
     Benchmark,
     Costs,
     Data,
+    Distill,
     Extract,
     FineTune,
-    KDWeights,
     Pretrain,
     Source,
     Space,
@@ -59,7 +59,7 @@ class Params:
     costs: Costs
     data: Data
     teacher: Teacher
-    distill: KDWeights
+    distill: Distill
     extract: Extract
     pretrain: Pretrain
     finetune: FineTune

@@ -8,14 +8,18 @@ The algorithm (interval size ε, 1 ≤ ε ≤ |Ξ|; hyperparameter sets Θ):
 
 1. find the maximum point T over the whole space Ξ (not over the candidates, so T, and therefore
    every W, is the same for every ε);
-2. sort Ξ by p, ties by i, then by name; the candidates are the architectures at positions
-   0, ε, 2ε, … of that order, ⌈|Ξ|/ε⌉ of them;
+2. sort Ξ by p, then by i; architectures with equal p and i are ONE point of that order (a tie
+   group); the candidates are the points at positions 0, ε, 2ε, … of the order, every member of a
+   tie group included (⌈|points|/ε⌉ points; ⌈|Ξ|/ε⌉ architectures when there are no ties);
 3. for each θ ∈ Θ and each candidate, measure ê and compute
    W(ξ) = ((p(T) − p(ξ)) / p(T))^a · ((i(T) − i(ξ)) / i(T))^b · (1 / ê(ξ))^c;
 4. return the candidate with the largest W over candidates and over θ, plus every evaluated row.
 
-Ties are broken deterministically: between θs of one candidate the first θ of Θ wins, between
-candidates the first in the sorted order (the smaller one) wins.
+Ties are ties: inside a tie group W differs only through ê, so ê decides between its members (a
+name never decides which of them is a candidate or the answer; exact equality of ê too falls back
+to the order by name, and `same_point` lets a report say that two answers differ only inside a
+tie). Between θs of one candidate with equal W the first θ of Θ wins; between candidates of equal
+W the first in the order (the smaller one) wins.
 
 Because ê of a candidate is deterministic for a fixed seed, one exhaustive table (ε = 1) yields the
 FPTAS answer for every ε without retraining: `select_from_table` and `epsilon_sweep`.
@@ -148,19 +152,38 @@ def _check_epsilon(epsilon: object, size: int) -> int:
     return int(epsilon)
 
 
-def fptas_candidates(ordered: Sequence[Point], epsilon: int) -> list[Point]:
-    """Every ε-th point of the ordered space, starting with the first: ⌈|Ξ|/ε⌉ candidates.
+def tie_groups(ordered: Sequence[Point]) -> list[list[Point]]:
+    """The points of the order: runs of architectures with equal p and i (one member when no tie)."""
+    groups: list[list[Point]] = []
+    for point in ordered:
+        if groups and (groups[-1][0].p, groups[-1][0].i) == (point.p, point.i):
+            groups[-1].append(point)
+        else:
+            groups.append([point])
+    return groups
 
-    `ordered` must already be in `order_space` order; it is not re-sorted here.
+
+def same_point(a: Point, b: Point) -> bool:
+    """Whether two architectures are one point of the order (equal p and i): a tie."""
+    return (a.p, a.i) == (b.p, b.i)
+
+
+def fptas_candidates(ordered: Sequence[Point], epsilon: int) -> list[Point]:
+    """Every ε-th point (tie group) of the ordered space, starting with the first, all its members.
+
+    ⌈|points|/ε⌉ points; without ties that is ⌈|Ξ|/ε⌉ architectures. `ordered` must already be in
+    `order_space` order; it is not re-sorted here. ε is checked against |Ξ| (the sweep's range).
     """
     if len(ordered) == 0:
         raise ValueError("ordered: the search space is empty")
-    step = _check_epsilon(epsilon, len(ordered))
-    return list(ordered[::step])
+    _check_epsilon(epsilon, len(ordered))
+    groups = tie_groups(ordered)
+    return [point for group in groups[:: int(epsilon)] for point in group]
 
 
 def n_candidates(n_space: int, epsilon: int) -> int:
-    """⌈|Ξ|/ε⌉, the number of candidates (and trainings per θ) of the FPTAS."""
+    """⌈|Ξ|/ε⌉, the number of candidates (and trainings per θ) of the FPTAS in a space without ties
+    (with ties: `len(fptas_candidates(...))`)."""
     return -(-n_space // _check_epsilon(epsilon, n_space))
 
 

@@ -15,21 +15,25 @@ import csv
 import hashlib
 import json
 import sys
-from dataclasses import asdict, dataclass, field
+import tempfile
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from transformers import AutoModelForMaskedLM
 
 from ose import arch as arch_module
 from ose.arch import Arch, Embedding
 from ose.pipeline import row_cache
-from ose.pipeline.atomic import write_text_atomic
+from ose.pipeline.atomic import save_torch_atomic, write_text_atomic
 from ose.pipeline.distributed import process_group, torchrun, worker_device
 from ose.pipeline.fingerprint import source_digest
+from ose.pipeline.loading import quietly
 from ose.pipeline.progress import bar as progress_bar
-from ose.training import distill, loop, mlm
+from ose.training import distill, inherit, loop, mlm
 from ose.training.distill import FixedSample, KDWeights, surrogate_error
+from ose.training.mlm import IGNORE
 
 COLUMNS = ("arch", "theta", "error", "train_loss", "seconds", "losses", "rank", "settings")
 
@@ -50,17 +54,62 @@ class SurrogateJob:
     sample_key: str = ""  # identifies the sample's content (masked tokens, teacher); "" hashes the file
     log_steps: list[int] = field(default_factory=list)  # reference runs: held-out loss at these steps too
     desc: str = "surrogate error"  # the progress bar's label
+    # "random": each ξ starts from a seeded random init (the paper); "inherited" (an extension): from
+    # the teacher sliced by `ose.training.inherit` with calibration ids from the sample file
+    init: str = "random"
+    inherit: dict | None = None  # for "inherited": {"teacher_dir", "layers", "every"}
 
     def settings_key(self) -> str:
         """Identifies the settings a row was computed with (not which ξ are asked for, nor where)."""
-        ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key", "desc")
+        ignored = ("archs", "shard_dir", "threads", "sample_path", "sample_key", "desc", "inherit")
         settings = {k: v for k, v in asdict(self).items() if k not in ignored}
+        if self.init == "inherited":  # the teacher and calibration ids are in the sample key
+            settings["inherit"] = {k: v for k, v in (self.inherit or {}).items() if k != "teacher_dir"}
         settings["sample"] = self.sample_key or _file_digest(self.sample_path)
-        settings["code"] = source_digest(distill, loop, mlm, arch_module)  # what computes ê
+        settings["code"] = source_digest(distill, loop, mlm, arch_module, inherit)  # what computes ê
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     def pairs(self) -> list[tuple[str, dict]]:
         return [(a, t) for a in self.archs for t in self.thetas]
+
+
+@dataclass
+class Sample:
+    """What ê trains and is scored on: B (one batch per step), the held-out batches (both with the
+    teacher's logits), the calibration ids of the `inherited` init (None for random), and `key`, a
+    digest of their content and of the teacher's weights (the cache key of every row computed on it)."""
+
+    train: FixedSample
+    heldout: FixedSample
+    calibration: torch.Tensor | None
+    key: str
+
+    def head(self, steps: int) -> Sample:
+        """The same sample with B cut to its first `steps` batches (what an s-step ê trains on)."""
+        train = self.train.head(steps)
+        return Sample(train, self.heldout, self.calibration, f"{self.key}:head{steps}")
+
+    def save(self, path: str | Path) -> None:
+        data = {"train": self.train.to_dict(), "heldout": self.heldout.to_dict()}
+        if self.calibration is not None:
+            data["calibration"] = self.calibration
+        save_torch_atomic(data, path)
+
+    def masked_heldout_tokens(self) -> int:
+        return int((self.heldout.labels != IGNORE).sum())
+
+
+def evaluated(job: SurrogateJob, sample: Sample, nproc: int = 1, progress: bool = True) -> list[dict]:
+    """The job's table (ê of every (ξ, θ)) on `sample`: from its cache, or computed with `nproc`
+    workers; the sample goes to a temporary file only when a row is still to do."""
+    job = replace(job, sample_key=sample.key)
+    table = cached_rows(job)
+    if table is None:
+        with tempfile.TemporaryDirectory(prefix="ose-surrogate-") as tmp:
+            path = Path(tmp) / "sample.pt"
+            sample.save(path)
+            table = evaluate_table(replace(job, sample_path=str(path)), nproc=nproc, progress=progress)
+    return table
 
 
 def _file_digest(path: str) -> str:
@@ -103,6 +152,7 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
         train = FixedSample.from_dict(sample["train"]).to(device)
         heldout = FixedSample.from_dict(sample["heldout"]).to(device)
         embedding, weights = Embedding(**job.embedding), KDWeights(**job.weights)
+        initial = initial_models(job, sample)
         for arch, theta in progress_bar(
             todo, desc=f"{job.desc} (rank {rank})", unit="trainings", disable=not progress or rank
         ):
@@ -117,6 +167,7 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
                 weights,
                 job.seed,
                 job.log_steps,
+                initial(Arch.parse(arch)),
             )
             losses = json.dumps({str(k): v for k, v in result.pop("losses", {}).items()})
             row = {
@@ -131,6 +182,20 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
             keep.append(row)
             _write_rows(shard, keep)
     return rows
+
+
+def initial_models(job: SurrogateJob, sample: dict):
+    """ξ → the model ê starts from: None (a seeded random init) or ξ sliced from the teacher."""
+    if job.init == "random":
+        return lambda arch: None
+    if job.init != "inherited":
+        raise ValueError(f"init must be 'random' or 'inherited', got {job.init!r}")
+    settings = job.inherit or {}
+    with quietly():
+        teacher = AutoModelForMaskedLM.from_pretrained(settings["teacher_dir"]).eval()
+    return inherit.Slicer(
+        teacher, sample["calibration"], settings.get("layers", "bottom"), settings.get("every")
+    )
 
 
 def logged_losses(row: dict) -> dict[int, float]:

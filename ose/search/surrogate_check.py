@@ -1,80 +1,68 @@
-"""The surrogate check, run: long reference runs, ê_s against the final loss, and the choice of s.
+"""The surrogate check, run: long reference runs, ê_s against the final loss, seed noise, and the choice of s.
 
-For each of a stratified set of architectures, one long run of the surrogate's own recipe
-(`ose.training.distill.surrogate_error` with `eval_steps`: same sample construction, same first θ, same
-seed) logs the held-out distillation loss at every s of `log_steps` and at the end (the runs are
-a surrogate table, `ose.search.surrogate`, so they share its workers); ê_s is the loss at step s of
-that run (its learning-rate schedule spans the whole run, unlike an s-step surrogate's). ê at the
-smallest s is also measured as the FPTAS measures it (`surrogate_error`, s steps) under several
-seeds, for its seed noise. `check_table` scores each s (`ose.search.ranking`), `recommend_steps` picks
-the s that `extract.max_steps: auto` uses. Each run is cached (a shard row per architecture), so
-an interrupted check resumes, and the cache is keyed by every input (sample, settings, code).
+ê is validated as the FPTAS uses it. For each of a stratified set of architectures and for EVERY θ
+of Θ (the FPTAS picks its θ after the check, so every θ it may pick is checked), one long run of the
+surrogate's own recipe (`ose.training.distill.surrogate_error` with `eval_steps`: same sample, same
+init, same seed) logs the held-out loss at every s of `log_steps` and at the end; ê_s is the loss
+at step s of that run. The runs are a surrogate table (`ose.search.surrogate`), so they share its
+workers and its cache. Seed noise is measured as the FPTAS measures ê (s-step runs, their own
+schedule) at EVERY logged s and θ, under several seeds, beside the spread of ê across architectures
+at that s. `check_table` scores each (θ, s) (`ose.search.ranking`); `recommend_steps` picks the s
+that `extract.max_steps: auto` uses, never an s whose spread across architectures is within twice
+its seed noise.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import matplotlib
-import torch
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from ose.arch import Arch, Embedding  # noqa: E402
-from ose.configs import KDWeights, SurrogateCheck, SurrogateTheta  # noqa: E402
+from ose.arch import Arch  # noqa: E402
+from ose.configs import SurrogateCheck  # noqa: E402
 from ose.search import ranking  # noqa: E402
-from ose.search.surrogate import SurrogateJob, cached_rows, evaluate_table, logged_losses  # noqa: E402
-from ose.training.distill import FixedSample  # noqa: E402
+from ose.search.surrogate import Sample, SurrogateJob, evaluated, logged_losses  # noqa: E402
+
+NOISE_FACTOR = 2.0  # an s qualifies when ê's spread across architectures exceeds this × its seed noise
 
 
 def reference_runs(
     archs: Sequence[Arch],
-    embedding: Embedding,
-    train: FixedSample,
-    heldout: FixedSample,
+    sample: Sample,
     check: SurrogateCheck,
-    theta: SurrogateTheta,
-    weights: KDWeights,
-    seed: int,
+    base: SurrogateJob,
     shard_dir: Path,
-    sample_key: str,
     nproc: int = 1,
-    threads: int = 1,
     progress: bool = True,
 ) -> list[dict]:
-    """One long run per ξ: {"arch", "losses": {s: held-out loss}, "final", "seconds", "rank"}.
+    """One long run per (ξ, θ of `base.thetas`): {"arch", "theta", "losses": {s: loss}, "final",
+    "seconds", "rank"}.
 
-    The runs are a surrogate table (`ose.search.surrogate`) with `log_steps`: dealt out over `nproc`
-    workers, cached in `shard_dir` and resumed like the FPTAS's ê (keyed by the sample, settings
-    and code). The sample (one batch per step, with the teacher's logits) is written to a
-    temporary file only when a run is still to do.
+    `base` holds what every ê run shares (embedding, weights, seed, init, threads). The runs are a
+    surrogate table with `log_steps`: dealt out over `nproc` workers, cached in `shard_dir` and
+    resumed like the FPTAS's ê (keyed by the sample, settings and code).
     """
-    job = SurrogateJob(
+    job = replace(
+        base,
         archs=[a.name for a in archs],
-        thetas=[{"name": theta.name, "lr": theta.lr, "warmup_steps": theta.warmup_steps}],
-        sample_path="",
-        embedding=asdict(embedding),
         steps=check.steps,
-        weights=asdict(weights),
-        seed=seed,
         shard_dir=str(shard_dir),
-        threads=threads,
-        sample_key=sample_key,
         log_steps=sorted({*check.log_steps, check.steps}),
-        desc="reference runs",
+        desc=f"reference runs ({base.init} init)",
     )
-    table = _evaluated(job, train, heldout, nproc, progress)
     runs = []
-    for row in table:
+    for row in evaluated(job, sample, nproc, progress):
         losses = logged_losses(row)
         runs.append(
             {
                 "arch": row["arch"],
+                "theta": row["theta"],
                 "losses": {s: losses[s] for s in check.log_steps},
                 "final": losses[check.steps],
                 "seconds": row["seconds"],
@@ -84,58 +72,49 @@ def reference_runs(
     return runs
 
 
-def _evaluated(
-    job: SurrogateJob, train: FixedSample, heldout: FixedSample, nproc: int, progress: bool
-) -> list[dict]:
-    """The job's table from its cache, or computed; the sample goes to a temporary file only when a
-    run is still to do."""
-    table = cached_rows(job)
-    if table is None:
-        with tempfile.TemporaryDirectory(prefix="ose-surrogate-") as tmp:
-            sample_path = Path(tmp) / "sample.pt"
-            torch.save({"train": train.to_dict(), "heldout": heldout.to_dict()}, sample_path)
-            table = evaluate_table(replace(job, sample_path=str(sample_path)), nproc=nproc, progress=progress)
-    return table
-
-
 def seed_errors(
     archs: Sequence[Arch],
-    embedding: Embedding,
-    train: FixedSample,
-    heldout: FixedSample,
-    steps: int,
-    theta: SurrogateTheta,
-    weights: KDWeights,
+    sample: Sample,
+    steps: Sequence[int],
     seeds: Sequence[int],
+    base: SurrogateJob,
     shard_dir: Path,
-    sample_key: str,
     nproc: int = 1,
-    threads: int = 1,
     progress: bool = True,
-) -> dict[str, list[float]]:
-    """ê after `steps` steps, as the FPTAS measures it, under each seed: {arch: [ê per seed]}.
+) -> dict[tuple[str, int], dict[str, list[float]]]:
+    """ê after s steps, as the FPTAS measures it, under each seed: {(θ, s): {arch: [ê per seed]}}.
 
-    One surrogate table per seed (`shard_dir/seed<k>`), cached and resumed like the reference runs:
-    a re-run with the same sample, settings and code trains nothing.
+    One surrogate table per (s, seed) (`shard_dir/s<s>/seed<k>`), cached and resumed like the
+    reference runs: a re-run with the same sample, settings and code trains nothing.
     """
-    out: dict[str, list[float]] = {a.name: [] for a in archs}
-    for seed in seeds:
-        job = SurrogateJob(
-            archs=[a.name for a in archs],
-            thetas=[{"name": theta.name, "lr": theta.lr, "warmup_steps": theta.warmup_steps}],
-            sample_path="",
-            embedding=asdict(embedding),
-            steps=steps,
-            weights=asdict(weights),
-            seed=seed,
-            shard_dir=str(Path(shard_dir) / f"seed{seed}"),
-            threads=threads,
-            sample_key=sample_key,
-            desc=f"ê under seed {seed}",
-        )
-        for row in _evaluated(job, train, heldout, nproc, progress):
-            out[row["arch"]].append(row["error"])
+    out: dict[tuple[str, int], dict[str, list[float]]] = {}
+    for s in steps:
+        for seed in seeds:
+            job = replace(
+                base,
+                archs=[a.name for a in archs],
+                steps=s,
+                seed=seed,
+                shard_dir=str(Path(shard_dir) / f"s{s}" / f"seed{seed}"),
+                log_steps=[],
+                desc=f"ê at s = {s}, seed {seed} ({base.init} init)",
+            )
+            for row in evaluated(job, sample.head(s), nproc, progress):
+                out.setdefault((row["theta"], s), {a.name: [] for a in archs})[row["arch"]].append(
+                    row["error"]
+                )
     return out
+
+
+def noise_rows(errors: dict[tuple[str, int], dict[str, list[float]]]) -> list[dict]:
+    """Per (θ, s): seed noise of ê (mean std over seeds), its spread across architectures (std of the
+    per-architecture means), their ratio, and whether s qualifies (spread > `NOISE_FACTOR` × noise)."""
+    rows = []
+    for (theta, s), by_arch in errors.items():
+        noise = ranking.seed_noise(by_arch)
+        qualifies = noise["std_across_archs"] > NOISE_FACTOR * noise["mean_std_over_seeds"]
+        rows.append({"theta": theta, "s": s, **noise, "qualifies": bool(qualifies)})
+    return rows
 
 
 def check_table(
@@ -144,65 +123,106 @@ def check_table(
     w_of: Callable[[str, float], float],
     n_boot: int,
     seed: int,
+    same_point: Callable[[str, str], bool] = lambda a, b: False,
 ) -> list[dict]:
-    """Per s: Kendall τ_b of ê_s with the final loss (bootstrap 95% CI) and the W-regret of ê_s's pick."""
-    names = [r["arch"] for r in runs]
-    final = {r["arch"]: r["final"] for r in runs}
+    """Per (θ, s): Kendall τ_b of ê_s with the final loss (bootstrap 95% CI) and the W-regret of
+    ê_s's pick; `tie`: the pick and the long runs' best are one point of the order (equal p, i)."""
     rows = []
-    for s in log_steps:
-        proxy = {r["arch"]: r["losses"][s] for r in runs}
-        tau = ranking.tau_with_ci([proxy[a] for a in names], [final[a] for a in names], n_boot, seed)
-        regret = ranking.w_regret(names, proxy, final, w_of)
-        rows.append(
-            {
-                "s": s,
-                "tau_b": tau["tau"],
-                "ci_low": tau["ci_low"],
-                "ci_high": tau["ci_high"],
-                "pick": regret["pick"],
-                "best": regret["best"],
-                "w_regret": regret["regret"],
-            }
-        )
+    thetas = list(dict.fromkeys(r["theta"] for r in runs))
+    for theta in thetas:
+        mine = [r for r in runs if r["theta"] == theta]
+        names = [r["arch"] for r in mine]
+        final = {r["arch"]: r["final"] for r in mine}
+        for s in log_steps:
+            proxy = {r["arch"]: r["losses"][s] for r in mine}
+            tau = ranking.tau_with_ci([proxy[a] for a in names], [final[a] for a in names], n_boot, seed)
+            regret = ranking.w_regret(names, proxy, final, w_of)
+            rows.append(
+                {
+                    "theta": theta,
+                    "s": s,
+                    "tau_b": tau["tau"],
+                    "ci_low": tau["ci_low"],
+                    "ci_high": tau["ci_high"],
+                    "pick": regret["pick"],
+                    "best": regret["best"],
+                    "w_regret": regret["regret"],
+                    "tie": regret["pick"] != regret["best"] and same_point(regret["pick"], regret["best"]),
+                }
+            )
     return rows
 
 
-def recommend_steps(rows: Sequence[dict], tau: float, max_steps: int) -> tuple[int, str]:
-    """The s `max_steps: auto` uses, and why: the smallest s with τ_b ≥ `tau` whose pick loses no W,
-    among those ≤ `max_steps`; else the largest s ≤ `max_steps` (the budget decides, and says so)."""
-    allowed = [r for r in rows if r["s"] <= max_steps]
-    if not allowed:
+def recommend_steps(
+    rows: Sequence[dict], noise: Sequence[dict], tau: float, max_steps: int
+) -> tuple[int | None, str]:
+    """The s `max_steps: auto` uses, and why. Only an s ≤ `max_steps` whose spread across
+    architectures exceeds `NOISE_FACTOR` × its seed noise under every θ qualifies; among those, the
+    smallest s whose τ_b ≥ `tau` with zero W-regret under every θ, else the largest qualifying s
+    (the budget decides, and says so). None when no s qualifies."""
+    logged = sorted({r["s"] for r in rows})
+    if not [s for s in logged if s <= max_steps]:
         raise ValueError(f"no logged s is <= {max_steps}; log a smaller s in extract.check.log_steps")
-    for row in allowed:
-        if row["tau_b"] >= tau and row["w_regret"] <= 1e-12:
-            return row["s"], (
-                f"the smallest s with τ_b ≥ {tau} ({row['tau_b']:.2f}) whose pick ({row['pick']}) is the "
-                f"long runs' best"
+    ok = {s for s in logged if s <= max_steps and all(n["qualifies"] for n in noise if n["s"] == s)}
+    ok &= {n["s"] for n in noise}
+    failed = [s for s in logged if s <= max_steps and s not in ok]
+    why_not = (
+        f"; s ∈ {failed} excluded: spread across architectures within {NOISE_FACTOR:g}× seed noise"
+        if failed
+        else ""
+    )
+    if not ok:
+        return (
+            None,
+            f"no s ≤ {max_steps} has a spread across architectures above {NOISE_FACTOR:g}× its seed noise",
+        )
+    for s in sorted(ok):
+        at_s = [r for r in rows if r["s"] == s]
+        if all(r["tau_b"] >= tau and r["w_regret"] <= 1e-12 for r in at_s):
+            taus = ", ".join(f"{r['theta']} {r['tau_b']:.2f}" for r in at_s)
+            return s, (
+                f"the smallest qualifying s with τ_b ≥ {tau} ({taus}) whose pick is the long runs' best "
+                f"under every θ{why_not}"
             )
-    row = allowed[-1]
-    return row["s"], (
-        f"no s ≤ {max_steps} reaches τ_b ≥ {tau} with zero W-regret; the largest allowed s is used "
-        f"(τ_b {row['tau_b']:.2f}, W-regret {row['w_regret']:.3f})"
+    s = max(ok)
+    taus = ", ".join(f"{r['theta']} {r['tau_b']:.2f}" for r in rows if r["s"] == s)
+    return s, (
+        f"no qualifying s ≤ {max_steps} reaches τ_b ≥ {tau} with zero W-regret under every θ; the largest "
+        f"qualifying s is used (τ_b {taus}){why_not}"
     )
 
 
-def tau_figure(rows: Sequence[dict], final_steps: int, chosen: int) -> Figure:
-    """τ_b (95% CI) and W-regret of ê_s against s."""
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    s = [r["s"] for r in rows]
-    tau = [r["tau_b"] for r in rows]
-    low = [r["tau_b"] - r["ci_low"] for r in rows]
-    high = [r["ci_high"] - r["tau_b"] for r in rows]
-    left.errorbar(s, tau, yerr=[low, high], marker="o", capsize=4)
+def tau_figure(
+    rows: Sequence[dict], noise: Sequence[dict], final_steps: int, chosen: dict[str, int]
+) -> Figure:
+    """Per init and θ against s: τ_b (95% CI), W-regret, and ê's spread across architectures over its
+    seed noise. `rows`/`noise` carry an "init" key; `chosen`: the s each init's FPTAS used."""
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(14, 3.8))
+    lines = list(dict.fromkeys((r["init"], r["theta"]) for r in rows))
+    for k, (init, theta) in enumerate(lines):
+        mine = [r for r in rows if (r["init"], r["theta"]) == (init, theta)]
+        s = [r["s"] * (1.03 ** (k - (len(lines) - 1) / 2)) for r in mine]  # dodge the error bars
+        tau = [r["tau_b"] for r in mine]
+        err = [[r["tau_b"] - r["ci_low"] for r in mine], [r["ci_high"] - r["tau_b"] for r in mine]]
+        style = "-" if init == "random" else "--"
+        left.errorbar(s, tau, yerr=err, marker="o", capsize=3, ls=style, label=f"{init}, {theta}")
+        middle.plot([r["s"] for r in mine], [r["w_regret"] for r in mine], marker="o", ls=style)
+        spread = [n for n in noise if (n["init"], n["theta"]) == (init, theta)]
+        ratio = [n["std_across_archs"] / n["mean_std_over_seeds"] for n in spread]
+        right.plot([n["s"] for n in spread], ratio, marker="o", ls=style)
+    for init, s in chosen.items():
+        for ax in (left, middle, right):
+            ax.axvline(s, color="grey", ls=":" if init == "random" else "-.", lw=1)
     left.axhline(0, color="grey", lw=0.8)
-    left.axvline(chosen, color="tab:red", ls="--", lw=1, label=f"chosen s = {chosen}")
     left.set(xscale="log", xlabel="s (steps)", ylabel="Kendall τ_b", ylim=(-1.05, 1.05))
     left.set_title(f"ê_s against the loss after {final_steps} steps")
-    left.legend(loc="lower right")
-    right.plot(s, [r["w_regret"] for r in rows], marker="o")
-    right.axvline(chosen, color="tab:red", ls="--", lw=1)
-    right.set(xscale="log", xlabel="s (steps)", ylabel="1 − W(pick) / W(best)", ylim=(-0.02, None))
-    right.set_title("W lost by choosing with ê_s")
+    left.legend(loc="lower right", fontsize=7)
+    middle.set(xscale="log", xlabel="s (steps)", ylabel="1 − W(pick) / W(best)", ylim=(-0.02, None))
+    middle.set_title("W lost by choosing with ê_s")
+    right.axhline(NOISE_FACTOR, color="tab:red", lw=1, label=f"{NOISE_FACTOR:g}× noise")
+    right.set(xscale="log", yscale="log", xlabel="s (steps)", ylabel="spread / seed noise")
+    right.set_title("ê's spread across ξ over its seed noise")
+    right.legend(loc="best", fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -73,7 +73,6 @@ def read_metrics(metrics_dir: str | Path, tasks: Sequence[str] | None = None) ->
 
 NOT_TESTED = "not testable here"
 CLAIM_COLUMNS = ["claim", "paper", "here", "verdict", "fair test?", "where"]
-RELEASED_KD_WEIGHTS = (0.1, 0.5)  # alexa/bort's (alpha, beta)
 NO_GAP = "no gap known"
 
 
@@ -83,25 +82,9 @@ def fairness(m: Metrics) -> dict[str, str]:
     method then uses. Read off the metrics; a stage without an entry has no known gap."""
     out = {}
     if m.extract:
-        e = m.extract
-        out["extract"] = (
-            "not yet (#24): the surrogate check's reference runs train under Θ's first θ, the FPTAS's "
-            f"answer under {e.theta}; ê's seed noise is measured at s = {e.seed_noise.get('s')} only, the "
-            f"FPTAS used s = {e.max_steps}"
-        )
+        out["extract"] = extract.fairness(m.extract)
     if m.pretrain:
-        kd, ce = m.pretrain.kd_weights, {arm: r.get("mlm_ce") for arm, r in m.pretrain.arms.items()}
-        gaps = []
-        if (kd.get("alpha"), kd.get("beta")) == RELEASED_KD_WEIGHTS:
-            gaps.append(
-                "α = 0.1, β = 0.5 are the released script's weights, set for its KD term (a vocabulary "
-                "mean of a KL after a double softmax), here weighting a standard T²·KL"
-            )
-        gaps.append("one seed per arm; the student's learning rate was not swept at this ξ")
-        kd_ce, mlm_ce = ce.get("inherited_kd"), ce.get("inherited_mlm")
-        if kd_ce is not None and mlm_ce is not None and kd_ce < mlm_ce:
-            gaps.append(f"by held-out cross-entropy inherited KD is ahead ({kd_ce:.2f} vs {mlm_ce:.2f})")
-        out["pretrain"] = "not yet (#24): " + "; ".join(gaps)
+        out["pretrain"] = pretrain.fairness(m.pretrain)
     if m.finetune:
         gaps = []
         shares = [a for r in m.finetune.values() for a in r.anchor_agreement.values()]

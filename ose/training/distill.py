@@ -1,9 +1,17 @@
-"""Knowledge distillation, the alexa/bort recipe in PyTorch.
+"""Knowledge distillation: the losses, ê's fixed sample, and ê itself.
 
-Loss on masked positions only: α·CE(student, true tokens) + β·T²·KL(teacher_T ‖ student_T), where
-x_T = softmax(logits / T). Defaults α = 0.1, β = 0.5, T = 2. The released MXNet code applies
-softmax twice and averages the KL over the vocabulary; we implement the standard KL (summed over
-the vocabulary, averaged over masked tokens) and say so here.
+Loss on masked positions only: α·CE(student, true tokens) + β·T²·term(teacher, student), where the
+distillation term has two forms (`KDWeights.form`):
+
+- "kl", textbook KD (Hinton et al. 2015): KL(p_t ‖ p_s) with p = softmax(logits / T), summed over
+  the vocabulary and averaged over masked tokens; with β = 1 − α (params `distill.alpha`, T);
+- "released", the term exactly as alexa/bort's released pretraining code computes it
+  (`utils/pretraining_distillation_utils.forward` with `mx.gluon.loss.KLDivLoss(from_logits=False)`):
+  the student's *probabilities* softmax(s / T) go into a loss that applies log_softmax to its input
+  again, and the elementwise p_t·(log(p_t + 1e-12) − log_softmax(p_s)) is averaged (not summed) over
+  the vocabulary, then summed over masked tokens and divided by their count, ×T². Its gradient is tiny
+  (`grad_norm_ratio` measures it), so with the script's weights (α 0.1, β 0.5) that loss is close to
+  0.1 × masked-LM. Both forms are run (`ose.stages.pretrain`'s arms): Bort as released and as intended.
 
 For the FPTAS's surrogate error the data sample B is fixed, so its masking and the teacher's
 logits at the masked positions are computed once (`fixed_sample`) and shared by every candidate.
@@ -13,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -30,19 +38,67 @@ from ose.training.mlm import IGNORE, mask_tokens, masked_logits
 MLM_ONLY = KDWeights(alpha=1.0, beta=0.0, temperature=1.0)
 
 
-def kd_loss(
-    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, w: KDWeights
-) -> torch.Tensor:
-    """α·CE + β·T²·KL(teacher_T ‖ student_T) over masked tokens: logits (N, V), targets (N,)."""
-    ce = F.cross_entropy(student_logits, targets)
-    t = w.temperature
-    kl = F.kl_div(
+def kl_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """KL(teacher_T ‖ student_T), summed over the vocabulary, mean over the N masked tokens (N, V)."""
+    return F.kl_div(
         F.log_softmax(student_logits / t, dim=-1),
         F.log_softmax(teacher_logits.float() / t, dim=-1),
         log_target=True,
         reduction="batchmean",
     )
-    return w.alpha * ce + w.beta * t * t * kl
+
+
+def released_term(student_logits: torch.Tensor, teacher_logits: torch.Tensor, t: float) -> torch.Tensor:
+    """alexa/bort's distillation term as its code computes it (before ×T²): mean over masked tokens of
+    mean over the vocabulary of p_t·(log(p_t + 1e-12) − log_softmax(p_s)), p = softmax(logits / T)."""
+    p_student = F.softmax(student_logits / t, dim=-1)
+    p_teacher = F.softmax(teacher_logits.float() / t, dim=-1)
+    elementwise = p_teacher * (torch.log(p_teacher + 1e-12) - F.log_softmax(p_student, dim=-1))
+    return elementwise.mean(dim=-1).mean()
+
+
+TERMS: dict[str, Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]] = {
+    "kl": kl_term,
+    "released": released_term,
+}
+
+
+def kd_terms(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, w: KDWeights
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(α·CE, β·T²·term) over masked tokens: logits (N, V), targets (N,). Their sum is `kd_loss`."""
+    ce = F.cross_entropy(student_logits, targets)
+    if w.beta == 0:
+        return w.alpha * ce, ce.new_zeros(())
+    t = w.temperature
+    return w.alpha * ce, w.beta * t * t * TERMS[w.form](student_logits, teacher_logits, t)
+
+
+def kd_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor, w: KDWeights
+) -> torch.Tensor:
+    """α·CE + β·T²·term over masked tokens: logits (N, V), targets (N,)."""
+    ce, kd = kd_terms(student_logits, teacher_logits, targets, w)
+    return ce + kd
+
+
+def grad_norm_ratio(model: nn.Module, loss_terms: Callable[[], tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """‖∇ of the weighted distillation term‖ / ‖∇ of the weighted CE term‖ over the model's parameters.
+
+    `loss_terms()` returns (α·CE, β·T²·term) from one forward pass (`kd_terms`); the model's own
+    gradients are left untouched. 0 when the distillation term is absent (β = 0).
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    ce, kd = loss_terms()
+    if not kd.requires_grad:
+        return 0.0
+
+    def norm(term: torch.Tensor) -> float:
+        grads = torch.autograd.grad(term, params, retain_graph=True, allow_unused=True)
+        return math.sqrt(sum(float(g.pow(2).sum()) for g in grads if g is not None))
+
+    ce_norm = norm(ce)
+    return norm(kd) / ce_norm if ce_norm > 0 else math.inf
 
 
 @dataclass
@@ -133,8 +189,12 @@ def surrogate_error(
     weights: KDWeights,
     seed: int,
     eval_steps: Sequence[int] = (),
+    initial: nn.Module | None = None,
 ) -> dict:
     """ê(ξ): held-out distillation loss of a freshly initialised ξ after `steps` steps on B.
+
+    `initial`: the model to start from instead of a random init of ξ (stage extract's `inherited`
+    init: ξ sliced from the teacher, `ose.training.inherit`); it is trained in place.
 
     With `eval_steps` (a long reference run of the surrogate check), "losses" holds the held-out
     loss at each of those steps and the last ({step: loss}).
@@ -148,7 +208,7 @@ def surrogate_error(
     """
     start = time.perf_counter()
     model, history = distill_on_sample(
-        arch, embedding, train, heldout, steps, lr, warmup_steps, weights, seed, eval_steps
+        arch, embedding, train, heldout, steps, lr, warmup_steps, weights, seed, eval_steps, initial
     )
     error = heldout_kd_loss(model, heldout, weights)
     result = {
@@ -172,8 +232,9 @@ def distill_on_sample(
     weights: KDWeights,
     seed: int,
     eval_steps: Sequence[int] = (),
+    initial: nn.Module | None = None,
 ) -> tuple[nn.Module, list[dict]]:
-    """A freshly initialised ξ distilled for `steps` steps on B (step t: batch t mod |B|).
+    """A freshly initialised ξ (or `initial`) distilled for `steps` steps on B (step t: batch t mod |B|).
 
     With `eval_steps`, the history also holds the held-out distillation loss (`kd_loss`) at each
     of those steps and at the end: the surrogate check's ê_s at several s, in one run. The model is
@@ -182,7 +243,11 @@ def distill_on_sample(
     device = train.inputs.device
     if heldout.inputs.device != device:
         raise ValueError(f"train sample on {device}, held-out sample on {heldout.inputs.device}")
-    model = build_model(arch, embedding, head="mlm", seed=seed).to(device)
+    if initial is None:
+        model = build_model(arch, embedding, head="mlm", seed=seed)
+    else:
+        model = initial
+    model = model.to(device).train()
     config = TrainConfig(
         steps=steps,
         lr=lr,

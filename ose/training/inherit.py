@@ -381,6 +381,12 @@ def slice_source(source: nn.Module, arch: Arch, importance: Importance) -> BertF
     return model.eval()
 
 
+def calibration_rows(n_blocks: int, n: int, seed: int) -> torch.Tensor:
+    """Which training blocks measure importance for inheritance: `n` of them, seeded (sorted)."""
+    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
+    return order[: min(n, n_blocks)].sort().values
+
+
 def inherit(
     source: nn.Module,
     arch: Arch,
@@ -396,3 +402,30 @@ def inherit(
     _check_fits(arch, source_arch)
     chosen = kept_layers(source_arch.depth, arch.depth, layers, every)
     return slice_source(source, arch, measure_importance(source, calibration_ids, chosen))
+
+
+class Slicer:
+    """ξ → ξ sliced from `source` (`inherit`), with importance measured once per set of kept layers.
+
+    For many ξ of one space (stage extract's `inherited` init of ê): ξ of the same depth share kept
+    layers, so their importance is measured once. Each call returns a new model, as `inherit` would.
+    """
+
+    def __init__(
+        self,
+        source: nn.Module,
+        calibration_ids: torch.Tensor,
+        layers: str = "bottom",
+        every: int | None = None,
+    ) -> None:
+        self.source = check_source(source)
+        self.source_arch, _ = from_bert_config(self.source.config)
+        self.calibration_ids, self.layers, self.every = calibration_ids, layers, every
+        self._importance: dict[tuple[int, ...], Importance] = {}
+
+    def __call__(self, arch: Arch) -> BertForMaskedLM:
+        _check_fits(arch, self.source_arch)
+        chosen = kept_layers(self.source_arch.depth, arch.depth, self.layers, self.every)
+        if chosen not in self._importance:
+            self._importance[chosen] = measure_importance(self.source, self.calibration_ids, chosen)
+        return slice_source(self.source, arch, self._importance[chosen])

@@ -3,9 +3,12 @@
 The student (the extracted ξ with the teacher's vocabulary, freshly initialised or, for the
 `inherited` init, sliced from the teacher by `ose.training.inherit`) learns masked-LM on the corpus against
 the frozen teacher: at each step a batch of blocks is masked (`mask_prob`, 80/10/10), both models
-see the same masked input, and the loss α·CE + β·T²·KL is taken at the masked positions only
-(`ose.training.distill.kd_loss`); teacher and student vocabulary projections are applied there only.
-α = 1, β = 0 gives the MLM-only baseline with the same code path.
+see the same masked input, and the loss α·CE + β·T²·(distillation term, textbook or as released) is
+taken at the masked positions only (`ose.training.distill.kd_terms`); teacher and student vocabulary
+projections are applied there only.
+α = 1, β = 0 gives the MLM-only baseline with the same code path. Before training, `run` records the
+ratio of the distillation term's gradient norm to the CE term's at the first step (`first_step_ratio`)
+as the history's first entry: how much distillation the loss actually does.
 
 One code path for one process and for several: `run(job)` in this process, or
 `torchrun --standalone --nproc_per_node=N -m ose.training.pretraining JOB.json` (gloo on CPU, NCCL on GPUs),
@@ -31,9 +34,9 @@ from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.distributed import process_group, torchrun, worker_device
 from ose.pipeline.fingerprint import mapping_digest, state_digest, tensor_digest, tokenizer_digest
 from ose.pipeline.loading import quietly
-from ose.training.distill import KDWeights, kd_loss
-from ose.training.inherit import inherit
-from ose.training.loop import train
+from ose.training.distill import KDWeights, grad_norm_ratio, kd_terms
+from ose.training.inherit import calibration_rows, inherit
+from ose.training.loop import step_generator, step_seed, train
 from ose.training.mlm import EVAL_BATCH_SIZE, IGNORE, MaskedLogits, autocast, mask_tokens, mlm_parts
 from ose.training.source_model import heldout_evaluator, save_pretrained
 
@@ -56,6 +59,7 @@ class PretrainJob:
     threads: int = 0  # 0: leave torch's default
     init: str = "random"  # or "inherited": ξ sliced from the teacher (`ose.training.inherit`)
     inherit: dict | None = None  # Inheritance fields, for init "inherited"
+    heldout_seed: int | None = None  # the held-out masking's seed (None: `seed`); one for every arm and seed
 
     @property
     def uses_teacher(self) -> bool:
@@ -103,6 +107,7 @@ def kd_step_loss(
     mask_prob: float = 0.15,
     bf16: bool = False,
     teacher_key: str | None = None,
+    terms: bool = False,
 ):
     """loss_fn for `ose.training.loop.train`: this rank's slice of a seeded global batch, masked once.
 
@@ -110,7 +115,8 @@ def kd_step_loss(
     every rank; the forward passes run under bf16 autocast when `bf16` (`ose.training.mlm.autocast`).
     With `weights.beta == 0` the teacher is not run (MLM only). With `teacher_key` (which must
     identify the teacher and every input of the batches), the teacher's encoder states are shared
-    with other arms through `TEACHER_STATES`.
+    with other arms through `TEACHER_STATES`. With `terms`, loss_fn returns the loss's two weighted
+    terms (α·CE, β·T²·term) instead of their sum (`ose.training.distill.kd_terms`).
     """
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes {world}")
@@ -129,7 +135,8 @@ def kd_step_loss(
             student_logits = model(inputs, labels).float()  # (N, V)
             targets = labels[labels != IGNORE].to(student_logits.device)
             if teacher is None or weights.beta == 0:
-                return torch.nn.functional.cross_entropy(student_logits, targets)
+                ce = torch.nn.functional.cross_entropy(student_logits, targets)
+                return (ce, ce.new_zeros(())) if terms else ce
             with torch.no_grad():
 
                 def states() -> torch.Tensor:  # (N, H) at the masked positions
@@ -138,9 +145,18 @@ def kd_step_loss(
 
                 masked = states() if teacher_key is None else TEACHER_STATES.get(teacher_key, step, states)
                 teacher_logits = head(masked).float()  # (N, V)
-        return kd_loss(student_logits, teacher_logits, targets, weights)
+        ce, kd = kd_terms(student_logits, teacher_logits, targets, weights)
+        return (ce, kd) if terms else ce + kd
 
     return loss_fn
+
+
+def first_step_ratio(model: nn.Module, terms_fn, seed: int) -> float:
+    """`grad_norm_ratio` of the first training step: initial weights, step 0's batch, masking and
+    dropout (`ose.training.loop.train` seeds them the same way); this rank's slice of the batch."""
+    model.train()
+    torch.manual_seed(step_seed(seed, 0))
+    return grad_norm_ratio(model, lambda: terms_fn(model, 0, step_generator(seed, 0)))
 
 
 def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) -> list[dict]:
@@ -163,8 +179,9 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
     wrapped: nn.Module = MaskedLogits(student)
     if world > 1:
         wrapped = nn.parallel.DistributedDataParallel(wrapped)
+    heldout_seed = job.seed if job.heldout_seed is None else job.heldout_seed
     evaluate = heldout_evaluator(
-        blocks["heldout"][: config.eval_blocks], tokenizer, EVAL_BATCH_SIZE, job.seed
+        blocks["heldout"][: config.eval_blocks], tokenizer, EVAL_BATCH_SIZE, heldout_seed
     )
     blocks_digest = tensor_digest(blocks["train"])
     teacher_digest = state_digest(teacher) if teacher is not None else None
@@ -177,19 +194,10 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
             "device": str(device),
         }
     )
-    loss_fn = kd_step_loss(
-        blocks["train"],
-        config.batch_size,
-        tokenizer,
-        embedding.vocab_size,
-        teacher,
-        weights,
-        rank,
-        world,
-        config.mask_prob,
-        config.bf16,
-        teacher_key,
-    )
+    step_args = (blocks["train"], config.batch_size, tokenizer, embedding.vocab_size, teacher, weights)
+    step_args += (rank, world, config.mask_prob, config.bf16, teacher_key)
+    loss_fn = kd_step_loss(*step_args)
+    ratio = first_step_ratio(MaskedLogits(student), kd_step_loss(*step_args, terms=True), job.seed)
     run_key = {
         "init": job.init,
         "inherit": job.inherit,
@@ -212,16 +220,11 @@ def run(job: PretrainJob, rank: int = 0, world: int = 1, progress: bool = True) 
         progress,
         run_key=run_key,
     )
+    history = [{"step": 0, "grad_norm_ratio": ratio}, *history]
     if rank == 0:
         save_pretrained(student.cpu(), tokenizer, job.out_dir)
         write_history(history, job)
     return history
-
-
-def calibration_rows(n_blocks: int, n: int, seed: int) -> torch.Tensor:
-    """Which training blocks measure importance for inheritance: `n` of them, seeded (sorted)."""
-    order = torch.randperm(n_blocks, generator=torch.Generator().manual_seed(seed))
-    return order[: min(n, n_blocks)].sort().values
 
 
 def initial_student(job: PretrainJob, teacher, train_blocks: torch.Tensor, embedding: Embedding) -> nn.Module:
@@ -303,6 +306,11 @@ def check_loads(directory: str | Path) -> Arch:
     if from_bert_config(encoder.config)[0] != arch:
         raise ValueError(f"{directory}: AutoModel and AutoModelForMaskedLM disagree on the architecture")
     return arch
+
+
+def first_step_grad_ratio(history: list[dict]) -> float:
+    """The KD term's gradient norm over the CE term's at the first step, as `run` recorded it."""
+    return next(h["grad_norm_ratio"] for h in history if "grad_norm_ratio" in h)
 
 
 def final_evaluation(history: list[dict]) -> dict:
