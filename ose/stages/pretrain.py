@@ -500,27 +500,32 @@ def _sweep_line(m: Result) -> str:
     )
 
 
+def _ratio(x: float | None) -> str:
+    """A gradient-norm ratio: 0, or three significant digits (the released loss's is ~1e-6)."""
+    return "" if x is None else "0" if x == 0 else f"{x:.3g}"
+
+
 def pretraining_section(teacher: TeacherResult, m: Result) -> str:
     rows = [
         {
             "model": f"teacher before adaptation ({teacher.arch})",
-            "seeds": None,
+            "seeds": "",
             "masked-token accuracy": teacher.masked_acc_before,
             "masked-LM cross-entropy": teacher.mlm_ce_before,
-            "of teacher's accuracy": None,
-            "KD/CE gradient norm": None,
-            "lr": None,
-            "steps": None,
-            "train seconds": None,
+            "of teacher's accuracy": "",
+            "KD/CE gradient norm": "",
+            "lr": "",
+            "steps": "",
+            "train seconds": "",
         },
         {
             "model": f"teacher after {teacher.steps} steps",
-            "seeds": None,
+            "seeds": "",
             "masked-token accuracy": teacher.masked_acc_after,
             "masked-LM cross-entropy": teacher.mlm_ce_after,
             "of teacher's accuracy": 1.0,
-            "KD/CE gradient norm": None,
-            "lr": None,
+            "KD/CE gradient norm": "",
+            "lr": "",
             "steps": teacher.steps,
             "train seconds": teacher.train_seconds,
         },
@@ -528,12 +533,12 @@ def pretraining_section(teacher: TeacherResult, m: Result) -> str:
     rows += [
         {
             "model": f"student {m.arch}, {LABELS[arm]}",
-            "seeds": ", ".join(row.get("by_seed", {"": None})) or None,
+            "seeds": ", ".join(row.get("by_seed", {"": None})) or "",
             "masked-token accuracy": row.get("mean_masked_acc", row["masked_acc"]),
             "masked-LM cross-entropy": row.get("mean_mlm_ce", row["mlm_ce"]),
             "of teacher's accuracy": row["fraction_of_teacher_acc"],
-            "KD/CE gradient norm": row.get("grad_norm_ratio"),
-            "lr": row.get("lr"),
+            "KD/CE gradient norm": _ratio(row.get("grad_norm_ratio")),
+            "lr": f"{row['lr']:g}" if row.get("lr") is not None else "",
             "steps": row["steps"],
             "train seconds": row["seconds"],
         }
