@@ -562,6 +562,8 @@ class FineTuneConfig:
 
     patience: evaluations without improvement of the dev main metric before stopping; 0 never stops
     early. eval_every: steps between dev evaluations; 0 evaluates at the end of every epoch.
+    pooling: "cls" (the first token's state, Bort's head) or "mean" (the mean of the last hidden
+    states over the non-padding tokens, as sentence-transformers' all-MiniLM-L6-v2 was trained).
     A fit trains on the whole frame it is given: sampling the train split is the caller's
     (`ose.finetuning.classifier.balanced_sample`, once per seed), so Agora's grown frames keep
     every point it added.
@@ -579,10 +581,15 @@ class FineTuneConfig:
     eval_every: int = 0
     eval_batch_size: int = 64
     bf16: bool = False  # bf16 autocast of the classifier's forward passes (fp32 weights and AdamW)
+    pooling: str = "cls"  # the sentence vector: the first token's state, or the mean over real tokens
+
+    POOLINGS: ClassVar[tuple[str, ...]] = ("cls", "mean")
 
     def __post_init__(self) -> None:
         if not isinstance(self.bf16, bool):
             raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
+        if self.pooling not in self.POOLINGS:
+            raise ValueError(f"pooling must be one of {list(self.POOLINGS)}, got {self.pooling!r}")
         positive = ("epochs", "batch_size", "max_len", "eval_batch_size")
         for name in positive:
             value = getattr(self, name)
@@ -656,7 +663,7 @@ class TaskSettings:
     out keeps the group's value. DVC tracks each task's entry as its own parameter
     (`finetune.task_settings.${item}`), so editing one task's entry re-runs that task's stage only."""
 
-    KEYS: ClassVar[tuple[str, ...]] = ("students", "seeds", "train_size", "dev_size", "max_len")
+    KEYS: ClassVar[tuple[str, ...]] = ("students", "seeds", "train_size", "dev_size", "max_len", "dose_sizes")
     optional_keys: ClassVar[tuple[str, ...]] = KEYS  # `ose.params`: every key may be left out
 
     students: list[str] = UNSET
@@ -664,6 +671,7 @@ class TaskSettings:
     train_size: int | None = UNSET
     dev_size: int | None = UNSET
     max_len: int = UNSET
+    dose_sizes: list[int] = UNSET
 
     def overrides(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.KEYS if getattr(self, k) is not UNSET}
@@ -673,7 +681,8 @@ class TaskSettings:
 class FineTune:
     """Stage `finetune` (one DVC stage per task): per seed, the labeller S (the source fine-tuned on a
     scarce, balanced train sample) and, per student, three paired arms: plain (Agora's round 1),
-    Agora, and the compute-matched control (points around random train points)."""
+    Agora, and the control (as many S-labelled points per round as Agora, around dev points drawn at
+    random: `control_anchor`), at `train_size` and at every size of `dose_sizes` (the dose-response)."""
 
     # pretrain's arms, by the student they save: kd models/student (the paper's recipe), mlm
     # models/student_mlm_only, inherited_kd models/student_inherited (an extension)
@@ -699,8 +708,25 @@ class FineTune:
     replay: int
     generator: GeneratorConfig
     bf16: bool = False  # bf16 autocast of every fit and prediction (S's and the students')
+    pooling: str = "cls"  # the classifiers' sentence vector: first token, or the mean over tokens
+    control_anchor: str = "random_dev"  # the control's anchors: random dev points, or random train rows
+    dose_sizes: list[int] = dataclasses.field(default_factory=list)  # more train sizes: the dose-response
+
+    CONTROL_ANCHORS: ClassVar[tuple[str, ...]] = ("random_dev", "random_train")
+    POOLINGS: ClassVar[tuple[str, ...]] = ("cls", "mean")
 
     def __post_init__(self) -> None:
+        if self.pooling not in self.POOLINGS:
+            checks.fail("pooling", f"must be one of {list(self.POOLINGS)}, got {self.pooling!r}")
+        if self.control_anchor not in self.CONTROL_ANCHORS:
+            checks.fail(
+                "control_anchor", f"must be one of {list(self.CONTROL_ANCHORS)}, got {self.control_anchor!r}"
+            )
+        for k, size in enumerate(self.dose_sizes):
+            if isinstance(size, bool) or not isinstance(size, int) or size < 10:
+                checks.fail(
+                    f"dose_sizes[{k}]", f"must be an integer >= 10 (a train sample size), got {size!r}"
+                )
         if not self.tasks:
             checks.fail("tasks", "name at least one task of data.tasks or data.glue_tasks")
         if not self.students:
@@ -740,6 +766,10 @@ class FineTune:
                 except checks.ConfigError as exc:
                     checks.fail(f"task_settings.{task}.{exc.field}", exc.message)
 
+    def train_sizes(self) -> list[int | None]:
+        """The train sizes the stage runs: `train_size` (the main table's) first, then `dose_sizes`."""
+        return [self.train_size, *sorted(set(self.dose_sizes) - {self.train_size})]
+
     def for_task(self, task: str) -> FineTune:
         """The settings `task` is fine-tuned with: the group's, with the task's own entry applied."""
         return dataclasses.replace(self, **self.task_settings.get(task, TaskSettings()).overrides())
@@ -764,6 +794,7 @@ class FineTune:
             "dropout": self.dropout,
             "max_len": self.max_len,
             "bf16": self.bf16,
+            "pooling": self.pooling,
         }
 
 

@@ -73,10 +73,17 @@ def check_finetune_sizes(params: Params, task) -> None:
     A balanced train sample of n rows over k classes needs ceil(n / k) rows of each class; the
     message names the key that set n, the split's class counts and the largest n that fits.
     """
+    cfg = params.finetune.for_task(task.name)
+    keys = [cfg.key_of(task.name, "train_size")]
+    keys += [f"{cfg.key_of(task.name, 'dose_sizes')}[{k}]" for k in range(len(cfg.dose_sizes))]
+    sizes = [cfg.train_size, *cfg.dose_sizes]
+    for size, key in zip(sizes, keys, strict=True):
+        _check_train_size(task, cfg.seeds, size, key)
+
+
+def _check_train_size(task, seeds, size: int | None, key: str) -> None:
     from ose.finetuning.classifier import balanced_sample
 
-    cfg = params.finetune.for_task(task.name)
-    size, key = cfg.train_size, cfg.key_of(task.name, "train_size")
     labels = task.train["label"]
     if size is None or size >= len(task.train) or labels.dtype.kind == "f":
         return
@@ -88,13 +95,13 @@ def check_finetune_sizes(params: Params, task) -> None:
     need = -(-size // len(counts))
     if min(counts.values()) < need:
         fits = min(counts.values()) * len(counts)
+        where = key if "dose_sizes" in key else f"finetune.task_settings.{task.name}.train_size"
         _fail(
             key,
             f"{size} asks a balanced train sample of {task.name} with {need} rows per class; its train "
-            f"split has {counts}: set finetune.task_settings.{task.name}.train_size to at most {fits}, "
-            "or null (the whole split)",
+            f"split has {counts}: set {where} to at most {fits}, or null (the whole split)",
         )
-    for k, seed in enumerate(cfg.seeds):
+    for k, seed in enumerate(seeds):
         sample = balanced_sample(task.train, size, seed, key)
         if sample["label"].nunique() < 2:
             _fail(

@@ -9,9 +9,13 @@ from transformers import BertTokenizer
 
 from ose.data.tasks import make_task_data
 from ose.finetuning.agora import (
+    STOP_MAX_ROUNDS,
+    STOP_NO_MISTAKES,
+    STOP_THETA,
     agora,
     agora_on_task,
     find_mistakes,
+    points_around_random,
     prediction_spread,
     remove_tied_worst,
 )
@@ -25,12 +29,25 @@ from ose.finetuning.torus import FEATURES, GaussianNeighbours, sector_of, torus_
 def test_removes_the_run_tied_with_the_worst():
     assert remove_tied_worst({"a": 0.7, "b": 0.5, "c": 0.5, "d": 0.9}) == ["b", "c"]
     assert remove_tied_worst({"a": 0.5, "b": 0.6, "c": 0.6}) == ["a"], "a tie not at the root stays"
-    assert remove_tied_worst({"a": 0.8, "b": 0.8, "c": 0.8}) == ["a", "b", "c"]
-    assert remove_tied_worst({"a": 0.9}) == ["a"]
+    assert remove_tied_worst({"a": 0.8, "b": 0.8, "c": 0.8}) == [], "an all-tied Θ keeps every θ"
+    assert remove_tied_worst({"a": 0.9}) == ["a"], "a Θ of one θ: its round is done"
     assert remove_tied_worst({"a": 0.6, "b": math.nan, "c": 0.4}) == ["b"], "NaN ranks worst"
     assert remove_tied_worst({"a": 0.5, "b": 0.505, "c": 0.6}, tolerance=0.01) == ["a", "b"]
     with pytest.raises(ValueError):
         remove_tied_worst({})
+
+
+def test_ties_are_broken_by_dev_loss_and_never_empty_theta():
+    scores = {"a": 0.5, "b": 0.5, "c": 0.5, "d": 0.7}
+    assert remove_tied_worst(scores, losses={"a": 0.6, "b": 0.9, "c": 0.7, "d": 0.1}) == ["b"]
+    assert remove_tied_worst(scores, losses={"a": 0.9, "b": 0.6, "c": 0.9, "d": 2.0}) == ["a", "c"]
+    assert remove_tied_worst(scores, losses={"a": 0.6, "b": math.nan, "c": 0.7}) == ["b"], "NaN loss worst"
+    assert remove_tied_worst(scores) == ["a", "b", "c"], "no losses: the whole tied run"
+    tied = {"a": 0.5, "b": 0.5, "c": 0.5}
+    assert remove_tied_worst(tied, losses={"a": 0.4, "b": 0.4, "c": 0.4}) == [], "scores and losses all tie"
+    assert remove_tied_worst(tied, losses={"a": 0.4, "b": 0.3, "c": 0.4}) == ["a", "c"]
+    assert remove_tied_worst({"a": 0.5, "b": 0.6}, losses={"a": 0.1, "b": 9.0}) == ["a"], "score first"
+    assert remove_tied_worst({"a": 0.5}, losses={"a": 0.1}) == ["a"]
 
 
 def test_mistakes_for_classes_and_for_regression():
@@ -53,10 +70,12 @@ def numeric_frame(n, seed, offset=0.0):
 
 
 class ScriptedFit:
-    """Dev scores from a script: scores[θ name] lists the score of that θ's 1st, 2nd, … fit."""
+    """Dev scores from a script: scores[θ name] lists the score of that θ's 1st, 2nd, … fit; with
+    `losses`, the dev losses likewise (and the fit returns them)."""
 
-    def __init__(self, scores):
+    def __init__(self, scores, losses=None):
         self.scores = {k: list(v) for k, v in scores.items()}
+        self.losses = None if losses is None else {k: list(v) for k, v in losses.items()}
         self.calls = []  # (θ name, train size, seed)
         self.models = []
 
@@ -65,7 +84,9 @@ class ScriptedFit:
         self.calls.append((name, len(train), seed))
         model = {"name": name, "call": len(self.calls)}
         self.models.append(model)
-        return model, self.scores[name].pop(0)
+        if self.losses is None:
+            return model, self.scores[name].pop(0)
+        return model, self.scores[name].pop(0), self.losses[name].pop(0)
 
 
 def wrong_on_first(k):
@@ -122,7 +143,7 @@ def run_scripted(fit, thetas, *, wrong=1, n_new=1, seed=0, **options):
 
 
 def test_rounds_follow_the_removal_rule_then_replay_the_best_theta():
-    fit = ScriptedFit({"t1": [0.6, 0.7], "t2": [0.5], "t3": [0.5], "t4": [0.8, 0.7, 0.75, 0.85]})
+    fit = ScriptedFit({"t1": [0.6, 0.7], "t2": [0.5], "t3": [0.5], "t4": [0.8, 0.75, 0.7, 0.72, 0.85]})
     train, dev = numeric_frame(11, 0), numeric_frame(7, 1)
     labeller = CountingLabeller()
     result = agora(
@@ -138,15 +159,24 @@ def test_rounds_follow_the_removal_rule_then_replay_the_best_theta():
         progress=False,
     )
     log = result.log
-    assert [r["removed"] for r in log] == [["t2", "t3"], ["t1", "t4"], [], []]
-    assert [sorted(r["scores"]) for r in log] == [["t1", "t2", "t3", "t4"], ["t1", "t4"], ["t4"], ["t4"]]
-    assert [r["replay"] for r in log] == [False, False, True, True]
-    assert [r["train_size"] for r in log] == [11, 17, 23, 29]
-    assert [r["added"] for r in log] == [6, 6, 6, 0], "nothing is generated after the last round"
-    assert result.model is fit.models[-1] and result.theta == {"name": "t4"} and result.best_round == 4
+    assert [r["removed"] for r in log] == [["t2", "t3"], ["t1"], ["t4"], [], []]
+    assert [r["remaining"] for r in log] == [["t1", "t4"], ["t4"], [], [], []]
+    assert [sorted(r["scores"]) for r in log] == [
+        ["t1", "t2", "t3", "t4"],
+        ["t1", "t4"],
+        ["t4"],
+        ["t4"],
+        ["t4"],
+    ]
+    assert [r["replay"] for r in log] == [False, False, False, True, True]
+    assert [r["train_size"] for r in log] == [11, 17, 23, 29, 35]
+    assert [r["added"] for r in log] == [6, 6, 6, 6, 0], "nothing is generated after the last round"
+    assert result.model is fit.models[-1] and result.theta == {"name": "t4"} and result.best_round == 5
     assert result.dev_score == 0.85
+    assert log[-1]["stop"] == STOP_THETA and all("stop" not in r for r in log[:-1])
+    assert all(np.isnan(loss) for r in log for loss in r["losses"].values()), "the fit gave no losses"
     assert len({seed for _, _, seed in fit.calls}) == 1, "one seed for every fit"
-    assert labeller.calls == 3 and labeller.rows == len(result.added) == 18 == len(result.train) - len(train)
+    assert labeller.calls == 4 and labeller.rows == len(result.added) == 24 == len(result.train) - len(train)
     np.testing.assert_array_equal(result.added["label"], (result.added["x0"] > 0).astype(int))
     assert set(result.added["source"]) <= set(dev.index[:2])
     assert list(result.train.columns) == ["x0", "x1", "label"]
@@ -160,16 +190,19 @@ def test_best_model_is_kept_across_rounds_and_ties_keep_the_earliest():
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_terminates_within_theta_plus_replay_rounds(seed):
+def test_terminates_within_max_rounds_plus_replay_rounds(seed):
     rng = np.random.default_rng(seed)
     names = [f"t{k}" for k in range(7)]
     scores = {n: list(rng.integers(0, 3, size=20) / 4) for n in names}  # many ties
-    fit = ScriptedFit(scores)
+    losses = {n: list(rng.integers(0, 2, size=20) / 2) for n in names}  # ties in loss too
+    fit = ScriptedFit(scores, losses)
     result = run_scripted(fit, [{"name": n} for n in names], seed=seed, replay=1)
     regular = [r for r in result.log if not r["replay"]]
-    assert 1 <= len(regular) <= len(names) and len(result.log) == len(regular) + 1
-    assert all(len(r["removed"]) >= 1 for r in regular)
-    assert sum(len(r["removed"]) for r in regular) == len(names)
+    assert 1 <= len(regular) <= 2 * len(names) and len(result.log) == len(regular) + 1
+    assert all(r["remaining"] for r in regular[:-1]), "Θ is never emptied before the last round on it"
+    sizes = [len(names)] + [len(r["remaining"]) for r in regular]
+    assert all(a - b == len(r["removed"]) for a, b, r in zip(sizes[:-1], sizes[1:], regular, strict=True))
+    assert result.log[-1]["stop"] == (STOP_THETA if not regular[-1]["remaining"] else STOP_MAX_ROUNDS)
     best = max(fit.models, key=lambda m: (fit_score(result, m), -m["call"]))
     assert result.model is best
 
@@ -202,7 +235,7 @@ def test_never_reads_the_test_split():
 
     def fit(train, theta, seed):
         seen.append(train)
-        return theta["name"], 0.5
+        return theta["name"], 0.5, {"a": 0.7, "b": 0.3}[theta["name"]]  # a tie in score, broken by loss
 
     def generate(mistakes, rng):
         seen.append(mistakes)
@@ -223,7 +256,9 @@ def test_never_reads_the_test_split():
         replay=1,
         progress=False,
     )
-    assert len(result.added) == 5 and len(result.log) == 2
+    assert [r["removed"] for r in result.log] == [["a"], ["b"], []]
+    assert result.log[0]["losses"] == {"a": 0.7, "b": 0.3}
+    assert len(result.added) == 10 and len(result.log) == 3
     texts = set().union(*(set(f["text"]) for f in seen))
     assert texts == {*frames["train"]["text"], *frames["dev"]["text"], *(frames["dev"]["text"] + " new")}
 
@@ -278,6 +313,102 @@ def test_control_without_a_budget_draws_as_many_anchors_as_mistakes():
         run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], points_per_round=[1])
     with pytest.raises(ValueError, match="anchor"):
         run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], anchor="dev")
+
+
+def test_default_control_anchors_at_random_dev_rows_never_train_rows():
+    fit = ScriptedFit({"a": [0.5], "b": [0.6, 0.7], "c": [0.7, 0.8, 0.9]})
+    train = numeric_frame(30, 0)
+    dev = numeric_frame(11, 1, offset=5.0).set_axis(range(100, 111))  # far from train, not 0..n−1
+    labeller = CountingLabeller()
+    control = agora(
+        fit, wrong_on_first(2), labeller, train, dev, [{"name": n} for n in "abc"], jitter(2),
+        np.random.default_rng(0), anchor="random_dev", points_per_round=[7, 3], progress=False,
+    )  # fmt: skip
+    assert control.anchor == "random_dev"
+    assert [r["added"] for r in control.log] == [7, 3, 0] and labeller.rows == 10
+    assert [r["anchors"] for r in control.log] == [4, 2, 0], "anchors drawn in chunks of the mistakes (2)"
+    pool = dev.reset_index(drop=True)
+    assert set(control.added["source"]) <= set(range(len(dev))), "sources index the dev rows 0..n−1"
+    distance = np.abs(control.added["x0"].to_numpy() - pool["x0"].to_numpy()[control.added["source"]])
+    assert (distance < 1).all() and (control.added["x0"] > 3).all(), "made around dev rows, not train rows"
+    assert not set(control.added["source"]) <= {0, 1}, "not the dev mistakes (rows 0 and 1)"
+    assert all(r["anchor_agreement"] >= 0.7 for r in control.log[:2])
+    unbudgeted = run_scripted(
+        ScriptedFit({"a": [0.5], "b": [0.6, 0.7]}), [{"name": "a"}, {"name": "b"}], wrong=3, n_new=2,
+        anchor="random_dev",
+    )  # fmt: skip
+    assert unbudgeted.log[0]["anchors"] == 3 and unbudgeted.log[0]["added"] == 6
+
+
+def test_random_dev_anchors_are_dev_texts_never_train_texts():
+    train = pd.DataFrame({"text": [f"train{i}" for i in range(13)], "label": [i % 2 for i in range(13)]})
+    dev = pd.DataFrame({"text": [f"dev{i}" for i in range(9)], "label": [i % 2 for i in range(9)]})
+    anchors_seen = []
+
+    def generate(anchors, rng):
+        anchors_seen.append(anchors)
+        return pd.DataFrame({"text": anchors["text"] + " new", "source": anchors.index})
+
+    result = agora(
+        lambda frame, theta, seed: (theta["name"], {"a": 0.5, "b": 0.6, "c": 0.7}[theta["name"]]),
+        lambda model, frame: 1 - frame["label"].to_numpy(),  # every dev point a mistake
+        lambda frame: np.zeros(len(frame), dtype=int),
+        train, dev, [{"name": n} for n in "abc"], generate, np.random.default_rng(1),
+        anchor="random_dev", points_per_round=[5, 17], progress=False,
+    )  # fmt: skip
+    assert [r["added"] for r in result.log] == [5, 9, 0], "17 asked, but the dev set has only 9 anchors"
+    texts = set(pd.concat(anchors_seen)["text"])
+    assert texts <= set(dev["text"]) and not texts & set(train["text"])
+    assert set(result.added["text"]) <= set(dev["text"] + " new")
+    new, anchors = points_around_random(dev, 4, None, generate, np.random.default_rng(0))
+    assert len(anchors) == len(new) == 4 and set(anchors["text"]) <= set(dev["text"])
+
+
+# ---------------------------------------------------------------------------------------------
+# The stopping rule
+
+
+def test_stops_when_one_theta_is_left_and_its_round_done():
+    result = run_scripted(ScriptedFit({"a": [0.5, 0.6]}), [{"name": "a"}], replay=1)
+    assert [r["removed"] for r in result.log] == [["a"], []] and [r["remaining"] for r in result.log] == [
+        [],
+        [],
+    ]
+    assert result.log[-1]["stop"] == STOP_THETA and result.log[0]["added"] == 1, "points for the replay"
+
+
+def test_stops_when_the_best_model_makes_no_dev_mistakes():
+    fit = ScriptedFit({"a": [0.5], "b": [1.0, 1.0], "c": [0.7]})
+    labeller = CountingLabeller()
+    thetas = [{"name": n} for n in "abc"]
+    result = agora(
+        fit, wrong_on_first(0), labeller, numeric_frame(9, 0), numeric_frame(5, 1), thetas, jitter(1),
+        np.random.default_rng(0), replay=1, progress=False,
+    )  # fmt: skip
+    assert len(result.log) == 2 and result.log[0]["remaining"] == ["b", "c"], "Θ left, nothing to expand"
+    assert result.log[-1]["stop"] == STOP_NO_MISTAKES and "stop" not in result.log[0]
+    assert result.log[1]["replay"] and labeller.calls == 0 and len(result.added) == 0
+    control = run_scripted(
+        ScriptedFit({"a": [0.5], "b": [1.0], "c": [0.7]}), thetas, wrong=0, anchor="random_dev",
+        points_per_round=[4],
+    )  # fmt: skip
+    assert len(control.log) == 1 and control.log[0]["stop"] == STOP_NO_MISTAKES, "the same loop"
+
+
+def test_rounds_that_remove_nothing_stop_at_max_rounds():
+    thetas = [{"name": n} for n in "abc"]
+    tied = {n: [0.5] * 10 for n in "abc"}
+    for max_rounds, expected in ((None, 6), (2, 2)):
+        fit = ScriptedFit(tied, {n: [0.3] * 10 for n in "abc"})
+        result = run_scripted(fit, thetas, replay=1, max_rounds=max_rounds)
+        assert len(result.log) == expected + 1 and all(r["removed"] == [] for r in result.log)
+        assert all(r["remaining"] == ["a", "b", "c"] for r in result.log), "an all-tied Θ is kept"
+        assert result.log[-1]["stop"] == STOP_MAX_ROUNDS and result.log[-1]["replay"]
+        assert result.log[0]["losses"] == {"a": 0.3, "b": 0.3, "c": 0.3}
+    with pytest.raises(ValueError, match="max_rounds"):
+        run_scripted(ScriptedFit({"a": [0.5]}), [{"name": "a"}], max_rounds=0)
+    with pytest.raises(ValueError, match="dev loss"):
+        run_scripted(lambda train, theta, seed: (None, 0.5, 0.1, 0.0), [{"name": "a"}])
 
 
 def test_each_round_records_collapse_and_what_observe_returns():
@@ -453,7 +584,7 @@ def test_agora_beats_the_unrepresentative_sample_on_the_torus():
     assert result["accuracy_without_agora"] < 0.6  # two of four sectors seen
     assert result["accuracy_with_agora"] > result["accuracy_without_agora"] + 0.25
     assert result["labelled_points"] == len(result["added"]) > 0
-    assert len(result["rounds"]) <= 3 + 2
+    assert len(result["rounds"]) <= 2 * 3 + 2, "at most max_rounds (2·|Θ|) + replay"
     assert result["train"]["label"].nunique() == 2
     fig = torus_figure(result)
     assert len(fig.axes) == 4

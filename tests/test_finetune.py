@@ -90,6 +90,27 @@ def test_head_reads_only_the_first_token_through_dense_tanh_linear():
     assert not torch.allclose(model(torch.zeros(5, 7, dtype=torch.long)), logits)
 
 
+def test_mean_pooling_averages_the_hidden_states_of_the_real_tokens():
+    tiny = build_model(
+        Arch.parse("D1-A2-H8-I5"), Embedding(vocab_size=30, max_positions=16, type_vocab_size=2), "none", 0
+    )
+    model = Classifier(tiny, 3, generator=torch.Generator().manual_seed(1), pooling="mean").eval()
+    ids = torch.randint(5, 30, (3, 7), generator=torch.Generator().manual_seed(2))  # (B, L)
+    mask = torch.tensor([[1] * 7, [1] * 4 + [0] * 3, [1] + [0] * 6])  # (B, L)
+    states = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state  # (B, L, H)
+    by_hand = torch.stack([states[0].sum(0) / 7, states[1, :4].sum(0) / 4, states[2, 0]])  # (B, H)
+    torch.testing.assert_close(model.pool(states, mask), by_hand)
+    torch.testing.assert_close(model.pool(states, None), states.sum(1) / 7)
+    logits = model(ids, attention_mask=mask)
+    torch.testing.assert_close(logits, model.out(torch.tanh(model.dense(by_hand))))
+    unpadded = model(ids[1:2, :4], attention_mask=mask[1:2, :4])
+    torch.testing.assert_close(unpadded, logits[1:2], atol=1e-5, rtol=1e-5)  # padding changes nothing
+    first = Classifier(tiny, 3, pooling="cls")
+    torch.testing.assert_close(first.pool(states, mask), states[:, 0])
+    with pytest.raises(ValueError, match=r"pooling must be one of \['cls', 'mean'\]"):
+        Classifier(tiny, 3, pooling="max")
+
+
 def test_encoder_pooler_is_dropped_and_the_source_is_not_modified():
     source = encoder()
     assert source.pooler is not None
@@ -152,6 +173,7 @@ def test_config_errors_name_the_field():
         ("warmup_fraction", 1.5),
         ("patience", -1),
         ("bf16", "yes"),
+        ("pooling", "max"),
     ):
         with pytest.raises(ValueError, match=field):
             FineTuneConfig(**{field: value})
@@ -194,6 +216,20 @@ def test_bf16_fine_tuning_learns_and_predicts_in_fp32(tokenizer):
     assert model.bf16 and log["best_score"] >= 0.85, log["history"]
 
 
+def test_dev_loss_is_recorded_and_the_fit_returns_it_at_the_best_evaluation(tokenizer):
+    task = polarity_task()
+    config = dataclasses.replace(FAST, epochs=3, pooling="mean")
+    model, log = fine_tune(encoder(), tokenizer, task, config=config, seed=2, progress=False)
+    assert model.pooling == "mean" and all("dev_loss" in entry for entry in log["history"])
+    at_best = next(entry for entry in log["history"] if entry["step"] == log["best_step"])
+    assert log["best_loss"] == at_best["dev_loss"]
+    logits = torch.from_numpy(predict_encoded(model, encode_frame(tokenizer, task.dev, 16)))  # (N, 2)
+    by_hand = torch.nn.functional.cross_entropy(logits, torch.tensor(task.dev["label"].to_numpy()))
+    assert log["best_loss"] == pytest.approx(float(by_hand), rel=1e-5)
+    _, score, loss = make_fit(encoder(), tokenizer, task, config)(task.train, {"name": "same"}, 2)
+    assert (score, loss) == (log["best_score"], log["best_loss"])
+
+
 def test_early_stopping_keeps_the_best_state(tokenizer):
     task = polarity_task()
     frozen = dataclasses.replace(FAST, lr=1e-12, eval_every=2, patience=2, epochs=3)
@@ -215,6 +251,8 @@ def test_regression_fine_tune_scores_with_correlations(tokenizer):
     model, log = fine_tune(encoder(), tokenizer, task, config=config, seed=0, progress=False)
     values = predict(model, tokenizer, task.dev, 16)
     assert values.dtype == np.float64 and values.shape == (9,)
+    squared = (values - task.dev["label"].to_numpy()) ** 2
+    assert log["best_loss"] == pytest.approx(squared.mean(), rel=1e-4), "regression's dev loss: the MSE"
     assert log["main_metric"] == "spearman" and set(log["history"][0]) >= {
         "pearson",
         "spearman",
@@ -258,6 +296,7 @@ def test_agora_with_the_real_fine_tuning_never_sees_the_test_split(tokenizer):
         len(result.train) == len(task.train) + sum(r["added"] for r in result.log) == 48 + len(result.added)
     )
     assert result.dev_score == max(s for r in result.log for s in r["scores"].values())
+    assert all(np.isfinite(loss) for r in result.log for loss in r["losses"].values())
     np.testing.assert_array_equal(result.added["label"], labeller(result.added[["text"]]))
 
 

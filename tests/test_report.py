@@ -246,7 +246,7 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
     m = Metrics(finetune={"rotten_tomatoes": rt}, pretrain=pretrain)
     gaps = fairness(m)
     assert "90% of the control's points, 60% of Agora's" in gaps["finetune"]
-    assert "on 2 of 3 (task, seed) pairs" in gaps["finetune"]
+    assert "on 2 of 3 (task, size, seed) runs" in gaps["finetune"]
     assert "one seed per arm" in gaps["pretrain"] and "not swept at this ξ" in gaps["pretrain"]
     assert "extract" not in gaps
     rows = claims(m, tmp_path)
@@ -255,7 +255,9 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
     assert agora["fair test?"] == gaps["finetune"]
     assert {r["fair test?"] for r in rows if r["verdict"] == "not testable here"} == {"—"}
     nothing_added = replace(rt, anchor_agreement={"inherited_kd": {"agora": None, "control": None}})
-    assert "anchors" not in fairness(Metrics(finetune={"rotten_tomatoes": nothing_added}))["finetune"]
+    assert "90%" not in fairness(Metrics(finetune={"rotten_tomatoes": nothing_added}))["finetune"]
+    placed_at_random_dev = replace(rt, control_anchor="random_dev")
+    assert "anchors" not in fairness(Metrics(finetune={"rotten_tomatoes": placed_at_random_dev}))["finetune"]
     seeded = {**pretrain.arms["kd"], "by_seed": {"0": {}, "1": {}}}
     fairer = replace(
         pretrain,

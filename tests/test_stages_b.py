@@ -64,13 +64,17 @@ def _comparison(seeds, students=("kd", "inherited_kd"), gain=0.02):
             control = plain + gain + 0.01 * (-1) ** k
             arms = {
                 arm: {"score": score, "test_accuracy": score, "dev_score": 0.6, "theta": "lr-a",
-                      "best_round": 1 if arm == "plain" else 2, "points_added": 0 if arm == "plain" else 10}
+                      "best_round": 1 if arm == "plain" else 2, "points_added": 0 if arm == "plain" else 10,
+                      "dev_majority_share": 0.55, "dev_test_gap": 0.6 - score}
                 for arm, score in (("plain", plain), ("agora", plain + gain), ("control", control))
             }  # fmt: skip
             rounds = [
-                {"arm": arm, "round": r, "scores": {"lr-a": 0.5, "lr-b": 0.6}, "best_theta": "lr-b",
+                {"arm": arm, "round": r, "replay": False, "scores": {"lr-a": 0.5, "lr-b": 0.6},
+                 "best_theta": "lr-b",
                  "constant_predictor": r == 2 and arm == "control", "added": 10 if r == 1 else 0,
-                 "anchor_agreement": 0.9 if r == 1 else None, "removed": ["lr-a"], "remaining": []}
+                 "anchor_agreement": 0.9 if r == 1 else None, "removed": ["lr-a"],
+                 "remaining": ["lr-b"] if r == 1 else [],
+                 **({"stop": "one θ left and its round done"} if r == 2 else {})}
                 for arm in ("agora", "control") for r in (1, 2)
             ]  # fmt: skip
             records.append(
@@ -80,7 +84,7 @@ def _comparison(seeds, students=("kd", "inherited_kd"), gain=0.02):
                  "seconds": {"labeller": 1.0, "student": 2.0}}
             )  # fmt: skip
     return {"task": "imdb", "metric": "accuracy", "train_size": 100, "dev_size": 40, "test_size": 20,
-            "seeds": list(seeds), "students": list(students), "records": records}  # fmt: skip
+            "chance": 0.5, "seeds": list(seeds), "students": list(students), "records": records}  # fmt: skip
 
 
 def test_finetune_summary_pairs_arms_by_seed():
@@ -98,8 +102,9 @@ def test_finetune_summary_pairs_arms_by_seed():
     assert result.thetas == [dataclasses.asdict(t) for t in params.finetune.thetas]
     rows = finetune.round_rows(_comparison(seeds[:1], ("kd",)))
     assert rows[0] == {
-        "seed": seeds[0], "student": "kd", "arm": "agora", "round": 1, "best_theta": "lr-b",
+        "seed": seeds[0], "student": "kd", "arm": "agora", "round": 1, "replay": False, "best_theta": "lr-b",
         "constant_predictor": False, "added": 10, "anchor_agreement": 0.9, "dev lr-a": 0.5, "dev lr-b": 0.6,
+        "|Θ| left": 1, "stop": "",
     }  # fmt: skip
     assert [(r["student"], r["arm"]) for r in finetune.summary_rows(result)][:4] == [
         ("-", "labeller"), ("kd", "plain"), ("kd", "agora"), ("kd", "control")
@@ -111,7 +116,7 @@ def test_finetune_run_writes_tables_figure_and_metrics(tmp_path, monkeypatch):
 
     params = load()
     comparison = _comparison(params.finetune.seeds)
-    monkeypatch.setattr(finetune, "compare", lambda params, task, paths, progress: comparison)
+    monkeypatch.setattr(finetune, "compare", lambda params, task, paths, progress, size=None: comparison)
     out = finetune.Paths(
         metrics_file=str(tmp_path / "metrics" / "{task}.json"),
         tables_dir=tmp_path / "tables",
@@ -140,8 +145,10 @@ def test_finetune_report_section_corrects_across_tasks_and_gives_verdicts(tmp_pa
     }
     corrected = finetune.agora_holm(results)
     raw = results["rotten_tomatoes"].effects["kd"]["agora_vs_plain"]["sign_flip_p"]
-    assert corrected["rotten_tomatoes", "kd", "agora_vs_plain"]["sign_flip_p"] == pytest.approx(2 * raw)
-    assert corrected["imdb", "kd", "agora_vs_plain"]["sign_flip_p"] == 1.0
+    assert corrected["rotten_tomatoes", "100", "kd", "agora_vs_plain"]["sign_flip_p"] == pytest.approx(
+        2 * raw
+    )
+    assert corrected["imdb", "100", "kd", "agora_vs_plain"]["sign_flip_p"] == 1.0
     text = finetune.finetune_section(results)
     assert "### rotten_tomatoes" in text and "### imdb" in text and "Holm sign-flip p" in text
     assert CONCLUSIONS[1, 0] in text, "rotten_tomatoes: Agora beats plain, not the alternating control"

@@ -89,6 +89,7 @@ def test_sizes_are_checked_against_the_tasks_classes_naming_key_counts_and_what_
     raw["data"]["superglue_tasks"] = ["cb"]
     raw["finetune"]["tasks"] = ["cb"]
     raw["finetune"]["task_settings"] = {"cb": {}}
+    raw["finetune"]["train_size"] = 200
     params = from_dict(raw)
     task = _three_class_task({"0": 115, "1": 104, "2": 14})
     with pytest.raises(ParamsError) as caught:
@@ -100,6 +101,9 @@ def test_sizes_are_checked_against_the_tasks_classes_naming_key_counts_and_what_
     )
     raw["finetune"]["task_settings"] = {"cb": {"train_size": 42}}
     check_finetune_sizes(from_dict(raw), task)
+    raw["finetune"]["task_settings"] = {"cb": {"train_size": 42, "dose_sizes": [30, 100]}}  # the curve's too
+    with pytest.raises(ParamsError, match=r"^finetune\.task_settings\.cb\.dose_sizes\[1\]: 100 asks"):
+        check_finetune_sizes(from_dict(raw), task)
 
 
 def test_a_users_file_is_checked_before_any_work(raw, tmp_path):
@@ -112,7 +116,7 @@ def test_a_users_file_is_checked_before_any_work(raw, tmp_path):
     raw["finetune"]["tasks"] = ["skewed"]
     raw["finetune"]["task_settings"] = {"skewed": {}}
     with pytest.raises(
-        ParamsError, match=r"^finetune\.train_size: 200 asks a balanced train sample of skewed"
+        ParamsError, match=r"^finetune\.train_size: \d+ asks a balanced train sample of skewed"
     ):
         check_environment(from_dict(raw))
 
@@ -148,6 +152,7 @@ def test_superglue_cb_from_a_local_folder_stops_check_with_one_line(raw, tmp_pat
     raw["data"].update(superglue_tasks=["cb"], superglue_dir=str(tmp_path))
     raw["finetune"]["tasks"] = ["cb"]
     raw["finetune"]["task_settings"] = {"cb": {}}
+    raw["finetune"]["train_size"] = 200  # below the split's 228 rows, so its classes decide
     with pytest.raises(ParamsError) as caught:
         check_environment(from_dict(raw))
     message = str(caught.value)

@@ -1,27 +1,35 @@
 """Agora: fine-tuning with data expansion around the dev set's mistakes (de Wynter, arXiv 2010.07990).
 
-One task at a time. Inputs: `fit(train, θ, seed) -> (model, dev score)`, `predict(model, frame)`, a
-labeller S (`label(frame) -> labels`, in practice the source model fine-tuned on the same train
-split), the train set D, the dev set E, hyperparameter sets Θ (dicts with a "name") and a generator
-g (`generate(mistakes, rng) -> unlabelled frame`). While Θ is non-empty, each round:
+One task at a time. Inputs: `fit(train, θ, seed) -> (model, dev score)` or `(model, dev score, dev
+loss)`, `predict(model, frame)`, a labeller S (`label(frame) -> labels`, in practice the source model
+fine-tuned on the same train split), the train set D, the dev set E, hyperparameter sets Θ (dicts with
+a "name") and a generator g (`generate(mistakes, rng) -> unlabelled frame`). Each round:
 
 1. fine-tunes one model per θ ∈ Θ on the current train set and records its dev score;
 2. takes the round's best model and collects the dev points it gets wrong (`find_mistakes`: for
    classification a wrong class; for regression an absolute error above `regression_tolerance`
    times the range of the dev labels, i.e. above 1.0 on STS-B's 0–5 scale);
 3. g makes new points near each mistake, S labels them, and they are appended to the train set;
-4. sorts Θ by score and removes the longest run of sets tied with the worst, at least one
-   (`remove_tied_worst`; our reading of "the longest common sequence rooted at the first element",
-   which gives the paper's bound of at most |Θ| rounds).
+4. sorts Θ by score and removes the longest run of sets tied with the worst (`remove_tied_worst`;
+   our reading of "the longest common sequence rooted at the first element"). A tie is broken by
+   dev loss, and a round in which all of Θ (of more than one θ) stays tied removes none, so ties
+   never empty Θ: the last θ goes only after a round of its own.
 
-Then `replay` extra rounds train the θ of the best model so far on the grown set. The best model
-over all rounds (by dev score; ties keep the earliest) is returned with its θ and a per-round log.
+Agora stops when one θ is left and its round is done (Θ is empty), when the round's best model
+makes no dev mistakes (there is nothing left to expand around: the next round would train on the
+same set), or after `max_rounds` rounds (default 2·|Θ|; rounds that remove nothing cannot go on for
+ever); the last round's log says which (`stop`). Then `replay` extra rounds train the θ of the best
+model so far on the grown set. The best model over all rounds (by dev score; ties keep the
+earliest) is returned with its θ and a per-round log.
 
-The control arm (`anchor="random_train"`) is the same loop with step 3's anchors drawn at random
-from the original train set instead of the dev mistakes, optionally adding exactly the number of
-points Agora added in each round (`points_per_round`): it trains on as many S-labelled points, so
-as many steps, and differs from Agora only in where the new points lie. It separates "points near
-the dev mistakes" from "more S-labelled points anywhere".
+The control arm is the same loop (the same stopping rule) with step 3's anchors drawn uniformly at
+random instead of selected by the dev mistakes, optionally adding exactly the number of points
+Agora added in each round (`points_per_round`): it trains on as many S-labelled points, so as many
+steps. The default control (`anchor="random_dev"`) draws its anchors from the dev set, so it
+differs from Agora only in where the new points lie: S labels points near texts it never saw in
+both arms. It separates "points near the dev mistakes" from "more S-labelled points anywhere".
+`anchor="random_train"` draws them from the original train set instead (an ablation: S labels
+near-copies of rows it was fine-tuned on, so its labels are better than in Agora).
 
 Two readings of ours: each θ is fitted with the same seed in every round (drawn once from the rng),
 so a change between rounds comes from the data alone; and step 3 is skipped in the last round
@@ -47,7 +55,7 @@ from ose.configs import GeneratorConfig  # noqa: F401 (re-exported)
 from ose.pipeline.progress import bar as progress_bar
 
 Theta = Mapping[str, Any]
-Fit = Callable[[pd.DataFrame, Theta, int], tuple[Any, float]]
+Fit = Callable[[pd.DataFrame, Theta, int], tuple[Any, float] | tuple[Any, float, float]]
 Predict = Callable[[Any, pd.DataFrame], np.ndarray]
 Label = Callable[[pd.DataFrame], Sequence]
 Generate = Callable[[pd.DataFrame, np.random.Generator], pd.DataFrame]
@@ -58,11 +66,20 @@ def _key(value: float) -> float:
     return -math.inf if math.isnan(value) else value
 
 
-def remove_tied_worst(scores: Mapping[str, float], tolerance: float = 0.0) -> list[str]:
-    """Names of the θ Agora drops after a round: sort by score, worst first, and take the run from
-    the first one of those within `tolerance` of the worst (at least the worst itself).
+def remove_tied_worst(
+    scores: Mapping[str, float], tolerance: float = 0.0, losses: Mapping[str, float] | None = None
+) -> list[str]:
+    """Names of the θ Agora drops after a round (`scores`: the round's dev score of every θ in Θ).
 
-    Ties in sorting keep the order of `scores` (stable). NaN scores are the worst.
+    1. Sort by score, worst first, and take the run from the first one of those within `tolerance`
+       of the worst (at least the worst itself). NaN scores are the worst.
+    2. When that run holds more than one θ and `losses` (θ name → dev loss, lower is better) is
+       given, the tie is broken by loss: only the θ with the highest loss stay in the removal (all
+       of them when their losses are exactly equal). A NaN or missing loss counts as the highest.
+    3. If the removal would take every θ of a Θ of more than one θ, none is removed this round:
+       ties never empty Θ. A Θ of one θ removes it (its round is done).
+
+    Ties in sorting keep the order of `scores` (stable).
     """
     if not scores:
         raise ValueError("no scores: Θ is empty")
@@ -73,7 +90,18 @@ def remove_tied_worst(scores: Mapping[str, float], tolerance: float = 0.0) -> li
         if _key(scores[name]) - worst > tolerance:
             break
         removed.append(name)
+    if len(removed) > 1 and losses is not None:
+        loss = {name: _loss_key(losses.get(name, math.nan)) for name in removed}
+        highest = max(loss.values())
+        removed = [name for name in removed if loss[name] == highest]
+    if len(scores) > 1 and len(removed) == len(scores):
+        return []
     return removed
+
+
+def _loss_key(value: float) -> float:
+    """A NaN loss ranks above every number (the worst)."""
+    return math.inf if math.isnan(value) else float(value)
 
 
 def find_mistakes(
@@ -101,10 +129,13 @@ def find_mistakes(
 class AgoraResult:
     """What Agora returns: the best model over all rounds, its θ and dev score, and the record.
 
-    log: one dict per round (round, replay, train_size, scores per θ, best_theta, best_score, the
-    best model's `prediction_spread` on dev, what `observe` returned, mistakes, anchors, added,
-    anchor_agreement, removed, remaining). train: the final grown train set. added: every point
-    added, with the generator's columns, S's `label` and the `round` it was made in.
+    log: one dict per round (round, replay, train_size, scores and losses per θ, best_theta,
+    best_score, the best model's `prediction_spread` on dev, what `observe` returned, mistakes,
+    anchors, added, anchor_agreement, removed, remaining: the θ left in Θ after the round); the
+    last round's also `stop`, why the rounds on Θ ended (`STOP_REASONS`). train: the final grown
+    train set. added: every point added, with the generator's columns (`source` indexes the
+    anchors' pool: the dev set's index for Agora, 0..n−1 rows of the dev or original train set for
+    the controls), S's `label` and the `round` it was made in.
     """
 
     model: Any
@@ -117,7 +148,7 @@ class AgoraResult:
     plain_model: Any = field(default=None, repr=False)  # round 1's best: model selection, no expansion
     plain_theta: dict | None = None
     plain_dev_score: float = float("nan")
-    anchor: str = "dev_mistakes"  # "random_train": the control arm (`points_around_random_train`)
+    anchor: str = "dev_mistakes"  # or a control's anchors, "random_dev" or "random_train" (`ANCHORS`)
 
 
 def _check_thetas(thetas: Iterable[Theta]) -> list[dict]:
@@ -132,7 +163,12 @@ def _check_thetas(thetas: Iterable[Theta]) -> list[dict]:
     return thetas
 
 
-ANCHORS = ("dev_mistakes", "random_train")  # where step 3 makes new points: Agora, or its control
+# where step 3 makes new points: Agora, its control (random dev points), or the train-anchored ablation
+ANCHORS = ("dev_mistakes", "random_dev", "random_train")
+STOP_THETA = "one θ left and its round done"
+STOP_NO_MISTAKES = "no dev mistakes left"
+STOP_MAX_ROUNDS = "max_rounds reached"
+STOP_REASONS = (STOP_THETA, STOP_NO_MISTAKES, STOP_MAX_ROUNDS)  # a log's "stop"
 Observe = Callable[[Any], Mapping[str, Any]]
 
 
@@ -158,29 +194,30 @@ def prediction_spread(predictions: Sequence, is_regression: bool = False) -> dic
     }
 
 
-def points_around_random_train(
-    train: pd.DataFrame, count: int, target: int | None, generate: Generate, rng: np.random.Generator
+def points_around_random(
+    pool: pd.DataFrame, count: int, target: int | None, generate: Generate, rng: np.random.Generator
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The control's step 3: new points around train points drawn at random, and those anchors.
+    """A control's step 3: new points around rows of `pool` drawn uniformly at random, and those anchors.
 
+    The pool is the dev set (`anchor="random_dev"`) or the original train set ("random_train").
     Without `target`, `count` anchors (as many as the round's dev mistakes). With it, anchors are
-    drawn in chunks of `count` (at least 1) until `target` points are made, and the points are cut
-    to exactly `target` (fewer only when the train set runs out of anchors). The generator's
-    `source` column then indexes `train` (which must have a 0..n−1 index).
+    drawn without replacement in chunks of `count` (at least 1) until `target` points are made, and
+    the points are cut to exactly `target` (fewer only when the pool runs out of anchors). The
+    generator's `source` column then indexes `pool` (which must have a 0..n−1 index).
     """
-    order = rng.permutation(len(train))
+    order = rng.permutation(len(pool))
     if target is None:
-        anchors = train.iloc[order[:count]]
-        return (generate(anchors, rng) if len(anchors) else train.iloc[:0]), anchors
+        anchors = pool.iloc[order[:count]]
+        return (generate(anchors, rng) if len(anchors) else pool.iloc[:0]), anchors
     pieces, made, start, chunk = [], 0, 0, max(1, count)
     while made < target and start < len(order):
-        piece = generate(train.iloc[order[start : start + chunk]], rng)
+        piece = generate(pool.iloc[order[start : start + chunk]], rng)
         start += chunk
         pieces.append(piece)
         made += len(piece)
     if not pieces:
-        return train.iloc[:0], train.iloc[:0]
-    return pd.concat(pieces).iloc[:target], train.iloc[order[:start]]
+        return pool.iloc[:0], pool.iloc[:0]
+    return pd.concat(pieces).iloc[:target], pool.iloc[order[:start]]
 
 
 def anchor_agreement(new: pd.DataFrame, labels: np.ndarray, anchors: pd.DataFrame) -> float:
@@ -210,6 +247,7 @@ def agora(
     rng: np.random.Generator,
     *,
     replay: int = 0,
+    max_rounds: int | None = None,
     is_regression: bool = False,
     regression_tolerance: float = 0.2,
     tie_tolerance: float = 0.0,
@@ -223,11 +261,15 @@ def agora(
     Every fit of a round gets the same seed, drawn once from `rng`; `generate` draws from `rng`.
     `train` and `dev` need the same input columns and `label`; the generator must return frames
     with the input columns (further columns, e.g. `source`, are kept only in `result.added`).
-    At most |Θ| + `replay` rounds run.
+    `fit` returns `(model, dev score)` or `(model, dev score, dev loss)`; the loss breaks ties in
+    score (`remove_tied_worst`), and is NaN in the log when the fit gives none.
+    At most `max_rounds` + `replay` rounds run.
 
-    anchor: "dev_mistakes" (Agora) or "random_train" (the control: new points around random
-    points of the original `train`, as many anchors as the round's dev mistakes).
-    points_per_round: the control only: round r adds exactly points_per_round[r − 1] points (0
+    max_rounds: the most rounds on Θ (replays not counted); None: 2·|Θ|.
+    anchor: "dev_mistakes" (Agora), "random_dev" (the control: new points around dev points drawn
+    uniformly at random, as many anchors as the round's dev mistakes) or "random_train" (the
+    ablation: around random points of the original `train`, which S was fine-tuned on).
+    points_per_round: the controls only: round r adds exactly points_per_round[r − 1] points (0
     beyond the list), e.g. what Agora added on the same seed, so both train equally long.
     tie_tolerance: dev scores within this of the worst count as tied with it (`remove_tied_worst`).
     observe: called with each round's best model, for the record only (e.g. its test score); what
@@ -236,11 +278,17 @@ def agora(
     thetas = _check_thetas(thetas)
     if isinstance(replay, bool) or not isinstance(replay, int) or replay < 0:
         raise ValueError(f"replay must be a non-negative integer, got {replay!r}")
+    if max_rounds is None:
+        max_rounds = 2 * len(thetas)
+    if isinstance(max_rounds, bool) or not isinstance(max_rounds, int | np.integer) or max_rounds < 1:
+        raise ValueError(f"max_rounds must be a positive integer or None, got {max_rounds!r}")
     if anchor not in ANCHORS:
         raise ValueError(f"anchor must be one of {ANCHORS}, got {anchor!r}")
     if points_per_round is not None:
-        if anchor != "random_train":
-            raise ValueError("points_per_round applies to anchor='random_train' (the control) only")
+        if anchor == "dev_mistakes":
+            raise ValueError(
+                "points_per_round applies to the controls (anchor='random_dev' or 'random_train') only"
+            )
         if any(isinstance(n, bool) or not isinstance(n, int | np.integer) or n < 0 for n in points_per_round):
             raise ValueError(
                 f"points_per_round must hold non-negative integers, got {list(points_per_round)}"
@@ -254,41 +302,52 @@ def agora(
     if missing:
         raise ValueError(f"dev lacks the train columns {missing}")
     original = train.reset_index(drop=True)
+    pool = dev.reset_index(drop=True) if anchor == "random_dev" else original
     current = original
     fit_seed = int(rng.integers(2**31 - 1))
     remaining, replays_left = thetas, replay
+    selecting, selection_rounds, stop = True, 0, None  # selecting: rounds on Θ go on
     best: tuple[Any, dict, float, int] | None = None  # (model, θ, score, round)
     plain: tuple[Any, dict, float] | None = None  # round 1's best: fine-tuning with model selection only
     log: list[dict] = []
     added: list[pd.DataFrame] = []
-    bar = progress_bar(total=len(thetas) + replay, desc="agora rounds", unit="rounds", disable=not progress)
+    bar = progress_bar(total=max_rounds + replay, desc="agora rounds", unit="rounds", disable=not progress)
     round_number = 0
-    while remaining or replays_left:
+    while selecting or replays_left:
         round_number += 1
-        replaying = not remaining
+        replaying = not selecting
         active = [best[1]] if replaying else remaining
         scores: dict[str, float] = {}
+        losses: dict[str, float] = {}
         round_best: tuple[Any, dict, float] | None = None
         for theta in active:
-            model, dev_score = fit(current, theta, fit_seed)
-            scores[theta["name"]] = float(dev_score)
+            model, dev_score, dev_loss = _fitted(fit(current, theta, fit_seed))
+            scores[theta["name"]], losses[theta["name"]] = dev_score, dev_loss
             if round_best is None or _key(dev_score) > _key(round_best[2]):
-                round_best = (model, theta, float(dev_score))
+                round_best = (model, theta, dev_score)
             del model
         assert round_best is not None
         if plain is None:
             plain = round_best
         if best is None or _key(round_best[2]) > _key(best[2]):
             best = (round_best[0], round_best[1], round_best[2], round_number)
+        predictions = predict(round_best[0], dev)
+        wrong = find_mistakes(predictions, dev["label"].to_numpy(), is_regression, regression_tolerance)
         if replaying:
             removed, replays_left = [], replays_left - 1
         else:
-            removed = remove_tied_worst(scores, tie_tolerance)
+            removed = remove_tied_worst(scores, tie_tolerance, losses)
             remaining = [t for t in remaining if t["name"] not in removed]
-        predictions = predict(round_best[0], dev)
-        wrong = find_mistakes(predictions, dev["label"].to_numpy(), is_regression, regression_tolerance)
+            selection_rounds += 1
+            if not remaining:
+                stop = STOP_THETA
+            elif not wrong.any():
+                stop = STOP_NO_MISTAKES
+            elif selection_rounds >= max_rounds:
+                stop = STOP_MAX_ROUNDS
+            selecting = stop is None
         new, anchors = dev.iloc[:0], dev.iloc[:0]
-        if remaining or replays_left:  # the last round's points would train nothing
+        if selecting or replays_left:  # the last round's points would train nothing
             if anchor == "dev_mistakes":
                 if wrong.any():
                     anchors = dev.loc[wrong]
@@ -301,7 +360,7 @@ def agora(
                         if round_number <= len(points_per_round)
                         else 0
                     )
-                new, anchors = points_around_random_train(original, int(wrong.sum()), target, generate, rng)
+                new, anchors = points_around_random(pool, int(wrong.sum()), target, generate, rng)
         agreement = math.nan
         if len(new):
             lacking = [c for c in inputs if c not in new.columns]
@@ -322,6 +381,7 @@ def agora(
                 "replay": replaying,
                 "train_size": len(current) - len(new),
                 "scores": scores,
+                "losses": losses,
                 "best_theta": round_best[1]["name"],
                 "best_score": round_best[2],
                 **prediction_spread(predictions, is_regression),
@@ -337,7 +397,8 @@ def agora(
         bar.update(1)
         bar.set_postfix(best=f"{best[2]:.3f}", train=len(current))
     bar.close()
-    assert best is not None
+    assert best is not None and stop is not None
+    log[-1]["stop"] = stop
     columns = [*inputs, "label", "round"]
     return AgoraResult(
         model=best[0],
@@ -351,6 +412,17 @@ def agora(
         plain_theta=dict(plain[1]),
         plain_dev_score=plain[2],
         anchor=anchor,
+    )
+
+
+def _fitted(result: Sequence) -> tuple[Any, float, float]:
+    """`fit`'s `(model, score)` or `(model, score, loss)` as `(model, score, loss)`; NaN: no loss."""
+    if len(result) == 2:
+        return result[0], float(result[1]), math.nan
+    if len(result) == 3:
+        return result[0], float(result[1]), float(result[2])
+    raise ValueError(
+        f"fit must return (model, dev score) or (model, dev score, dev loss), got {len(result)} values"
     )
 
 

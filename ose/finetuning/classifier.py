@@ -4,14 +4,18 @@ The classifier is the head Bort fine-tunes with (gluonnlp's `RoBERTaClassifier`,
 uses): the encoder's first-token ([CLS] / <s>) hidden state → dropout → dense(H→H) + tanh → dropout
 → linear(H→num_labels). The encoder's own pooler is never used, even when it has one: Bort's head is
 trained from scratch and the masked-LM students of this project have no trained pooler. A regression
-task (STS-B) gets one output and a mean-squared-error loss.
+task (STS-B) gets one output and a mean-squared-error loss. `pooling="mean"` reads the mean of the
+last hidden states over the non-padding tokens instead of the first token's: the sentence vector
+sentence-transformers' all-MiniLM-L6-v2 was trained to give.
 
 `fine_tune` trains with the project's one loop (`ose.training.loop.train`): AdamW (no decay on biases
 and LayerNorm), linear warm-up and decay, gradient clipping, per-step dropout seeding. It scores the
 dev split every epoch (or every `eval_every` steps), keeps the state with the best main metric of the
 task (`ose.data.tasks.main_metric`; `ose.training.loop.KeepBest`) and stops after `patience` evaluations
-without improvement. The test split is never read. Same seed ⇒ same head initialisation, batch
-order and dropout noise ⇒ same model.
+without improvement. Each evaluation also records the dev loss (`dev_loss`: mean cross-entropy of the
+dev logits, or their mean squared error for regression), which Agora uses to break ties between θ.
+The test split is never read. Same seed ⇒ same head initialisation, batch order and dropout noise ⇒
+same model.
 
 `make_fit`, `make_predict` and `make_labeller` wrap these for `ose.finetuning.agora`.
 """
@@ -67,11 +71,14 @@ def load_encoder(encoder: str | Path | nn.Module) -> nn.Module:
 
 
 class Classifier(nn.Module):
-    """encoder → first-token state → dropout → dense(H→H) + tanh → dropout → linear(H→num_labels).
+    """encoder → pooled state → dropout → dense(H→H) + tanh → dropout → linear(H→num_labels).
 
-    The encoder's pooler is not used (Bort's head is its own; see the module docstring). For
-    regression `num_labels` is 1 and the single output is the prediction. With `bf16` the forward
-    pass runs under bf16 autocast (`ose.training.mlm.autocast`) and returns fp32 outputs.
+    pooling: "cls" pools the first token's state (Bort's head); "mean" the mean of the last hidden
+    states over the tokens the attention mask marks as real (all of them when the mask is None), as
+    sentence-transformers' all-MiniLM-L6-v2 was trained (`pool`). The encoder's pooler is not used
+    (Bort's head is its own; see the module docstring). For regression `num_labels` is 1 and the
+    single output is the prediction. With `bf16` the forward pass runs under bf16 autocast
+    (`ose.training.mlm.autocast`) and returns fp32 outputs.
     """
 
     def __init__(
@@ -82,11 +89,15 @@ class Classifier(nn.Module):
         generator: torch.Generator | None = None,
         is_regression: bool = False,
         bf16: bool = False,
+        pooling: str = "cls",
     ) -> None:
         super().__init__()
         self.bf16 = bf16
         if is_regression and num_labels != 1:
             raise ValueError(f"a regression head has one output, got num_labels={num_labels}")
+        if pooling not in FineTuneConfig.POOLINGS:
+            raise ValueError(f"pooling must be one of {list(FineTuneConfig.POOLINGS)}, got {pooling!r}")
+        self.pooling = pooling
         hidden = encoder.config.hidden_size
         self.encoder = encoder
         self.is_regression = is_regression
@@ -109,8 +120,17 @@ class Classifier(nn.Module):
             states = self.encoder(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
             ).last_hidden_state  # (B, L, H)
-            first = self.dropout(states[:, 0])  # (B, H)
-            return self.out(self.dropout(torch.tanh(self.dense(first)))).float()  # (B, num_labels)
+            pooled = self.dropout(self.pool(states, attention_mask))  # (B, H)
+            return self.out(self.dropout(torch.tanh(self.dense(pooled)))).float()  # (B, num_labels)
+
+    def pool(self, states: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The sentence vector (B, H) of last hidden states (B, L, H), before the head's dropout."""
+        if self.pooling == "cls":
+            return states[:, 0]
+        if attention_mask is None:
+            return states.mean(dim=1)
+        mask = attention_mask.unsqueeze(-1).to(states.dtype)  # (B, L, 1)
+        return (states * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.is_regression:
@@ -325,7 +345,8 @@ def fine_tune(
     Only `task.dev` (for model selection) and the task's spec are read, never `task.test`. The
     returned model is in eval mode and holds the state of the best dev evaluation (ties: the
     earliest). The log is a plain dict: `history` (one entry per evaluation: step, epoch, mean
-    training loss since the previous one, every dev metric), `best_step`, `best_score`,
+    training loss since the previous one, every dev metric and `dev_loss`), `best_step`,
+    `best_score`, `best_loss` (the dev loss at the best evaluation; NaN when none was best),
     `main_metric`, `steps`, `stopped_early`, `train_size`.
     """
     config = config or FineTuneConfig()
@@ -341,7 +362,13 @@ def fine_tune(
 def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, device):
     generator = torch.Generator().manual_seed(seed)  # the head's initialisation, then the batch order
     model = Classifier(
-        load_encoder(encoder), task.num_labels, config.dropout, generator, task.is_regression, config.bf16
+        load_encoder(encoder),
+        task.num_labels,
+        config.dropout,
+        generator,
+        task.is_regression,
+        config.bf16,
+        config.pooling,
     ).to(device)
     train_data = encode_frame(tokenizer, train_frame, config.max_len)
     dev_data = encode_frame(tokenizer, task.dev, config.max_len)
@@ -373,10 +400,12 @@ def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, de
         return model.loss(model(**batch), labels[rows].to(device))
 
     dev_labels = task.dev["label"].to_numpy()
+    dev_targets = torch.tensor(dev_labels, dtype=labels.dtype)
 
     def evaluate_dev(model: Classifier) -> dict[str, float]:
         outputs = predict_encoded(model, dev_data, config.eval_batch_size)
-        return score(task.name, _decisions(model, outputs), dev_labels)
+        loss = float(model.loss(torch.from_numpy(outputs), dev_targets)) if len(outputs) else math.nan
+        return {**score(task.name, _decisions(model, outputs), dev_labels), "dev_loss": loss}
 
     selector = KeepBest(task.main_metric, config.patience)
     history = train(
@@ -391,10 +420,13 @@ def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, de
     )
     selector.restore(model)
     model.eval()
+    evaluations = _evaluation_log(history, steps_per_epoch)
+    at_best = [e["dev_loss"] for e in evaluations if e["step"] == selector.best_step]
     log = {
-        "history": _evaluation_log(history, steps_per_epoch),
+        "history": evaluations,
         "best_step": selector.best_step,
         "best_score": selector.best_score,
+        "best_loss": at_best[-1] if at_best else math.nan,
         "main_metric": task.main_metric,
         "steps": history[-1]["step"],
         "stopped_early": selector.stopped,
@@ -439,8 +471,11 @@ def make_fit(
     config: FineTuneConfig,
     progress: bool = False,
     device: str | torch.device | None = None,
-) -> Callable[[pd.DataFrame, Mapping[str, Any], int], tuple[Classifier, float]]:
-    """`fit(train_frame, theta, seed) -> (model, dev score)` for `ose.finetuning.agora.agora`.
+) -> Callable[[pd.DataFrame, Mapping[str, Any], int], tuple[Classifier, float, float]]:
+    """`fit(train_frame, theta, seed) -> (model, dev score, dev loss)` for `ose.finetuning.agora.agora`.
+
+    The score and the loss are those of the best dev evaluation (`fine_tune`'s `best_score` and
+    `best_loss`); Agora breaks ties in score by the loss.
 
     θ overrides fields of `config` (`FineTuneConfig.with_theta`). The encoder is loaded once; each
     call fine-tunes a fresh copy. The test split is dropped here, so no fit can read it.
@@ -448,11 +483,13 @@ def make_fit(
     base = load_encoder(encoder)
     visible = without_test(task)
 
-    def fit(train_frame: pd.DataFrame, theta: Mapping[str, Any], seed: int) -> tuple[Classifier, float]:
+    def fit(
+        train_frame: pd.DataFrame, theta: Mapping[str, Any], seed: int
+    ) -> tuple[Classifier, float, float]:
         model, log = fine_tune(
             base, tokenizer, visible, train_frame, config.with_theta(theta), seed, progress, device
         )
-        return model, log["best_score"]
+        return model, log["best_score"], log["best_loss"]
 
     return fit
 

@@ -9,10 +9,13 @@ is never seen by any fit, model selection or Agora (`ose.finetuning.classifier.w
 - per student (pretrain's arms: `kd`, `mlm`, `inherited_kd`), three arms on the same sample:
   - `plain`: the student fine-tuned under every θ ∈ Θ, the best on dev kept: Agora's round 1;
   - `agora`: Agora's best model over all rounds (docs/science.md, "Agora");
-  - `control`: the same loop, same Θ, same fit seed, but each round adds exactly as many
-    S-labelled points as Agora did on that seed, made around random train points instead of the
-    dev mistakes (`ose.finetuning.agora.agora(anchor="random_train")`). It trains as many steps as Agora,
-    so Agora − control isolates "near the dev mistakes" from "more S-labelled points".
+  - `control`: the same loop, same Θ, same fit seed, the same generator and labeller, but each
+    round adds exactly as many S-labelled points as Agora did on that seed, made around dev points
+    drawn uniformly at random instead of the dev mistakes (`ose.finetuning.agora.agora(anchor=
+    "random_dev")`). It trains as many steps on points S labels as well as Agora's (both anchored
+    on dev points S never saw), so Agora − control isolates *where* the points go. The earlier
+    control, around random rows of the train sample S was fine-tuned on (`random_train`), stays
+    available as `finetune.control_anchor` for ablation: S labels near-copies of what it memorised.
 
 The three arms of one seed share the fit seed and round 1 (it is fitted once: `MemoFit`). Each
 (task, seed, student) record is a JSON file in a cache keyed by a fingerprint of every input
@@ -25,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -126,6 +130,13 @@ def _examples(added: pd.DataFrame) -> list[dict]:
     return json.loads(added[keep].head(EXAMPLES_KEPT).to_json(orient="records"))
 
 
+def _gap(dev: float | None, test: float | None) -> float | None:
+    """Dev score − test score of one model (None when either is missing)."""
+    if dev is None or test is None or not (math.isfinite(dev) and math.isfinite(test)):
+        return None
+    return dev - test
+
+
 def student_arms(
     sample: TaskData,
     test: ScoredTest,
@@ -136,12 +147,15 @@ def student_arms(
     thetas: list[dict],
     generator: NearestNeighbourSubstitution,
     seed: int,
+    control_anchor: str = "random_dev",
     **options,
 ) -> dict:
     """The three arms of one student on one seed's sample: test scores, rounds and a few added points.
 
     options: Agora's (`replay`, `tie_tolerance`, `regression_tolerance`). Each round's best model
-    is also scored on `test`, for the record only (`agora(observe=...)`).
+    is also scored on `test`, for the record only (`agora(observe=...)`). Per arm the record holds,
+    besides the test metrics: the dev score, θ, best round, points added, the share of dev its model
+    predicts as one class (`dev_majority_share`) and the dev − test gap of the main metric.
     """
     fit = MemoFit(make_fit(student, tokenizer, sample, config))
     predict = make_predict(tokenizer, config.max_len, config.eval_batch_size)
@@ -173,7 +187,7 @@ def student_arms(
         )
 
     with_agora = run()
-    control = run(anchor="random_train", points_per_round=[entry["added"] for entry in with_agora.log])
+    control = run(anchor=control_anchor, points_per_round=[entry["added"] for entry in with_agora.log])
     arms = {
         "plain": (with_agora.plain_model, with_agora.plain_dev_score, with_agora.plain_theta, 1, 0),
         "agora": (
@@ -185,14 +199,19 @@ def student_arms(
         ),
         "control": (control.model, control.dev_score, control.theta, control.best_round, len(control.added)),
     }
+    logs = {"plain": with_agora.log, "agora": with_agora.log, "control": control.log}
     record = {"arms": {}, "rounds": [], "examples": []}
     for arm, (model, dev_score, theta, best_round, added) in arms.items():
+        tested_scores = scores(model)
         record["arms"][arm] = {
-            **scores(model),
+            **tested_scores,
             "dev_score": dev_score,
             "theta": theta["name"],
             "best_round": best_round,
             "points_added": added,
+            # the arm's model is its best round's best: that round's share of dev in one class
+            "dev_majority_share": logs[arm][best_round - 1].get("dev_majority_share"),
+            "dev_test_gap": _gap(dev_score, tested_scores["score"]),
         }
     for arm, result in (("agora", with_agora), ("control", control)):
         record["rounds"] += [{"arm": arm, **entry} for entry in result.log]
@@ -250,13 +269,15 @@ def compare_on_task(
     replay: int = 0,
     tie_tolerance: float = 0.0,
     regression_tolerance: float = 0.2,
+    control_anchor: str = "random_dev",
     cache_dir: str | Path | None = None,
     progress: bool = True,
 ) -> dict:
     """The labeller and every student's three arms on `task.test`, for every seed (see the module).
 
     students: name → encoder (a `save_pretrained` directory or a model). Returns {task, metric,
-    train_size, dev_size, test_size, seeds, students, records}: one record per (seed, student),
+    train_size, dev_size, test_size, chance (the test split's majority-class share; None for
+    regression), seeds, students, records}: one record per (seed, student),
     holding the labeller's and the arms' test scores, both loops' rounds, a few added points, the
     fingerprint and the seconds it took (those of the run that computed it). With `cache_dir`,
     each record is read from / written to `<cache_dir>/seed<seed>-<student>.json` when its
@@ -268,7 +289,12 @@ def compare_on_task(
         raise ValueError("students must name at least one student encoder")
     source = load_encoder(source_encoder)
     encoders = {name: load_encoder(encoder) for name, encoder in students.items()}
-    options = {"replay": replay, "tie_tolerance": tie_tolerance, "regression_tolerance": regression_tolerance}
+    options = {
+        "replay": replay,
+        "tie_tolerance": tie_tolerance,
+        "regression_tolerance": regression_tolerance,
+        "control_anchor": control_anchor,
+    }
     settings = {
         "source_config": dataclasses.asdict(source_config),
         "student_config": dataclasses.asdict(student_config),
@@ -344,6 +370,9 @@ def compare_on_task(
         "train_size": records[0]["train_size"],
         "dev_size": records[0]["dev_size"],
         "test_size": len(task.test),
+        "chance": None
+        if task.is_regression
+        else float(task.test["label"].value_counts(normalize=True).iloc[0]),
         "seeds": list(seeds),
         "students": list(encoders),
         "records": records,

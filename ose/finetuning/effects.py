@@ -9,6 +9,7 @@ import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 from ose.stats import paired_effect
 
@@ -18,6 +19,9 @@ CONTRASTS = {  # name: (arm a, arm b) of the paired difference a − b
     "agora_vs_control": ("agora", "control"),
 }
 LABELLER = "labeller"
+# Agora's author asks of S an "ok-ish" accuracy; we read it as at least 2/3 on the test split, and
+# mark the seeds whose S falls below it (their Agora arms were labelled by a weaker S).
+LABELLER_FLOOR = 2 / 3
 
 
 def summarise(scores: Sequence[float]) -> dict:
@@ -45,6 +49,45 @@ def arm_scores(comparison: dict, student: str, arm: str) -> list[float]:
 def labeller_scores(comparison: dict) -> list[float]:
     """S's test score per seed (S is shared by the students of a seed)."""
     return arm_scores(comparison, comparison["students"][0], LABELLER)
+
+
+def labeller_below_floor(comparison: dict, floor: float = LABELLER_FLOOR) -> list[int]:
+    """The seeds whose S scores below `floor` on the test split."""
+    scores = labeller_scores(comparison)
+    return [seed for seed, score in zip(comparison["seeds"], scores, strict=True) if score < floor]
+
+
+def arm_field(comparison: dict, student: str, arm: str, field: str) -> list:
+    """One field of one student's arm per seed (in the order of the seeds; None where absent)."""
+    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
+    return [by_seed[s]["arms"][arm].get(field) for s in comparison["seeds"]]
+
+
+def theta_sizes(comparison: dict, student: str, arm: str) -> list[list[int]]:
+    """Per seed, |Θ| after each of a loop's rounds (`arm`: agora or control)."""
+    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
+    return [
+        [
+            len(entry["remaining"])
+            for entry in by_seed[s]["rounds"]
+            if entry["arm"] == arm and not entry["replay"]
+        ]
+        for s in comparison["seeds"]
+    ]
+
+
+def at_chance(scores: Sequence[float], chance: float, confidence: float = 0.95) -> bool:
+    """Whether an arm is at chance: the t interval of its mean score over seeds contains `chance` (or
+    lies below it). One seed: its score is within a point of chance."""
+    values = np.asarray([v for v in scores if v is not None and math.isfinite(v)], dtype=float)
+    if len(values) == 0:
+        return True
+    if len(values) < 2 or values.std(ddof=1) == 0:
+        return float(values.mean()) <= chance + 0.01
+    low, _ = scipy_stats.t.interval(
+        confidence, len(values) - 1, loc=values.mean(), scale=values.std(ddof=1) / math.sqrt(len(values))
+    )
+    return bool(low <= chance)
 
 
 def paired_effects(comparison: dict, student: str) -> dict[str, dict]:
@@ -94,17 +137,26 @@ def arm_rows(comparison: dict) -> list[dict]:
 
 
 def round_rows(comparison: dict) -> list[dict]:
-    """Both loops' rounds, one row per seed, student, arm and round, a `dev <θ>` column per θ."""
-    return [
+    """Both loops' rounds, one row per seed, student, arm and round: a `dev <θ>` column per θ, |Θ|
+    after the round, and why the loop stopped (its last round only)."""
+    rows = [
         {
             "seed": record["seed"],
             "student": record["student"],
-            **{k: v for k, v in entry.items() if k not in ("scores", "removed", "remaining")},
+            **{
+                k: v
+                for k, v in entry.items()
+                if k not in ("scores", "removed", "remaining", "losses", "stop")
+            },
             **{f"dev {name}": score for name, score in entry["scores"].items()},
+            "|Θ| left": len(entry.get("remaining", [])),
+            "stop": entry.get("stop", ""),
         }
         for record in comparison["records"]
         for entry in record["rounds"]
     ]
+    columns = list(dict.fromkeys(k for row in rows for k in row))  # a θ's column only once it ran
+    return [{c: row.get(c, "") for c in columns} for row in rows]
 
 
 def collapsed_rounds(comparison: dict, student: str) -> int:
@@ -150,18 +202,18 @@ def _points(effect: Mapping) -> str:
 
 
 CONCLUSIONS = {  # (direction vs plain, direction vs control) → what follows
-    (1, 1): "Agora helps, and more than as many S-labelled points around random train points: "
+    (1, 1): "Agora helps, and more than as many S-labelled points placed at random (the control): "
     "placing them near the dev mistakes matters",
-    (1, 0): "Agora beats plain fine-tuning but not the compute-matched control: the gain is "
-    "explained by more S-labelled points, not by their placement near the dev mistakes",
+    (1, 0): "Agora beats plain fine-tuning but not the control: the gain is explained by more "
+    "S-labelled points, not by their placement near the dev mistakes",
     (1, -1): "Agora beats plain fine-tuning, but the control beats Agora: more S-labelled points "
     "help, and placing them near the dev mistakes hurts",
-    (0, 1): "Agora does not beat plain fine-tuning, but it beats the control: points around random "
-    "train points hurt more than points near the dev mistakes",
+    (0, 1): "Agora does not beat plain fine-tuning, but it beats the control: points placed at "
+    "random hurt more than points near the dev mistakes",
     (0, 0): "no detectable effect: Agora's differences from plain fine-tuning and from the control "
     "are within seed noise",
     (0, -1): "Agora does not beat plain fine-tuning and the control beats it",
-    (-1, 1): "Agora hurts, though less than as many points around random train points",
+    (-1, 1): "Agora hurts, though less than as many points placed at random",
     (-1, 0): "Agora hurts: it is worse than plain fine-tuning",
     (-1, -1): "Agora hurts: worse than plain fine-tuning and than the control",
 }

@@ -484,6 +484,34 @@ def latency_figure(rows: Sequence[dict]) -> Figure:
     return fig
 
 
+def dose_response(rows: list[dict], task: str) -> Figure:
+    """Agora − plain and Agora − control (test points, mean and 95% t interval over paired seeds)
+    against the train size, one panel per student (rows: `ose.stages.finetune.dose_rows`)."""
+    students = list(dict.fromkeys(r["student"] for r in rows)) or ["-"]
+    fig, axes = plt.subplots(1, len(students), figsize=(5.2 * len(students), 3.8), squeeze=False)
+    for ax, student in zip(axes[0], students, strict=True):
+        mine = sorted((r for r in rows if r["student"] == student), key=lambda r: r["train size"])
+        sizes = [r["train size"] for r in mine]
+        for j, (name, dodge) in enumerate((("agora − plain", 0.97), ("agora − control", 1.03))):
+            means = np.array([r[f"{name} (points)"] for r in mine], dtype=float)
+            lows = np.array([np.nan if r[f"{name} CI low"] is None else r[f"{name} CI low"] for r in mine])
+            highs = np.array([np.nan if r[f"{name} CI high"] is None else r[f"{name} CI high"] for r in mine])
+            ax.errorbar(
+                [x * dodge for x in sizes], means, yerr=[means - lows, highs - means], marker="o",
+                capsize=4, color=f"C{j + 3}", label=name,
+            )  # fmt: skip
+        chance = [r["train size"] for r in mine if r.get("plain at chance")]
+        if chance:
+            ax.scatter(chance, [0] * len(chance), marker="x", color="0.3", zorder=4, label="plain at chance")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(xscale="log", xlabel="train size (balanced sample)", ylabel="test score difference (points)")
+        ax.set_xticks(sizes, [str(s) for s in sizes])
+        ax.set_title(f"{task}, student {student}")
+        ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
 def finetune_scores(result: dict) -> Figure:
     """Stage finetune's figure from its metrics (`ose.stages.finetune.Result` as a dict).
 

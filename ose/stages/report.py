@@ -86,25 +86,7 @@ def fairness(m: Metrics) -> dict[str, str]:
     if m.pretrain:
         out["pretrain"] = pretrain.fairness(m.pretrain)
     if m.finetune:
-        gaps = []
-        shares = [a for r in m.finetune.values() for a in r.anchor_agreement.values()]
-        control = [a["control"] for a in shares if a.get("control") is not None]  # None: no point added
-        placed = [a["agora"] for a in shares if a.get("agora") is not None]
-        if control and placed:
-            gaps.append(
-                "the control's anchors are train rows S was fine-tuned on (S agrees with the anchor's label "
-                f"on {sum(control) / len(control):.0%} of the control's points, "
-                f"{sum(placed) / len(placed):.0%} of Agora's), so Agora − control mixes placement with "
-                "label quality"
-            )
-        lrs = ", ".join(f"{x:g}" for x in sorted({t["lr"] for r in m.finetune.values() for t in r.thetas}))
-        gaps.append(
-            f"Θ's learning rates {lrs} are at or above the top of those used for small BERTs, not swept"
-        )
-        labeller = [s for r in m.finetune.values() for s in r.labeller["scores"]]
-        below = sum(score < 2 / 3 for score in labeller)
-        gaps.append(f"S is below 2/3 test accuracy on {below} of {len(labeller)} (task, seed) pairs")
-        out["finetune"] = "not yet (#25): " + "; ".join(gaps)
+        out["finetune"] = finetune.fairness(m.finetune)
     return out
 
 
