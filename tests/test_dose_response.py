@@ -81,8 +81,12 @@ def test_run_at_several_train_sizes_writes_the_dose_response(tmp_path, monkeypat
     assert shown["dose_figure"].exists() and "agora − control" in shown["dose"]
     text = finetune.finetune_section({"rotten_tomatoes": result})
     assert "Does Agora's gain shrink as data grow?" in text and "(1000 train)" in text
-    corrected = finetune.agora_holm({"rotten_tomatoes": result})
+    corrected = finetune.dose_holm("rotten_tomatoes", result)
     assert {key[1] for key in corrected} == {"100", "300", "1000"}, "one Holm family over the sizes"
+    raw = result.sizes["100"]["effects"]["inherited_kd"]["agora_vs_plain"]["sign_flip_p"]
+    assert raw == pytest.approx(2 / 2**7)  # every seed gains at 100: the floor, ×3 still under 0.05
+    assert corrected["rotten_tomatoes", "100", "inherited_kd", "agora_vs_plain"]["sign_flip_p"] < 0.05
+    assert {key[1] for key in finetune.agora_holm({"rotten_tomatoes": result})} == {"300"}  # the main table
 
 
 def test_no_agora_verdict_for_a_student_whose_plain_arm_is_at_chance():
