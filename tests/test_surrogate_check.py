@@ -316,3 +316,15 @@ def test_fairness_reads_the_check_at_the_fptas_theta_and_s():
     assert "within twice its seed noise" in fairness(result(qualifies=False))
     assert "< 1,000" in fairness(result(tokens=144))
     assert "logged no s = 8 under a" in fairness(result(used=False))
+
+
+def test_the_inherited_space_holds_the_architectures_the_source_can_fill():
+    from ose.stages.extract import init_spaces
+    from ose.training.inherit import fits
+
+    source = Arch.parse("D6-A12-H384-I1536")  # heads of size 32
+    fine, too_many_heads = Arch.parse("D2-A4-H384-I768"), Arch.parse("D2-A8-H384-I768")  # 12 vs 16 heads
+    assert fits(fine, source) and not fits(too_many_heads, source)
+    assert not fits(Arch.parse("D7-A4-H128-I96"), source)  # deeper than the source
+    spaces = init_spaces([fine, too_many_heads], source)
+    assert spaces == {"random": [fine, too_many_heads], "inherited": [fine]}

@@ -43,7 +43,7 @@ class SurrogateJob:
     """Everything a worker needs, as plain values (written to JSON for torchrun workers)."""
 
     archs: list[str]
-    thetas: list[dict]  # each {"name": str, "lr": float, "warmup_steps": int}
+    thetas: list[dict]  # each {"name", "lr", "warmup_steps"}, optionally its own "steps" and "seed"
     sample_path: str  # torch.save of {"train": FixedSample dict, "heldout": FixedSample dict}
     embedding: dict
     steps: int
@@ -161,11 +161,11 @@ def run_worker(job: SurrogateJob, rank: int = 0, world: int = 1, progress: bool 
                 embedding,
                 train,
                 heldout,
-                job.steps,
+                int(theta.get("steps", job.steps)),  # a θ may set its own s and seed (seed-noise runs)
                 theta["lr"],
                 theta["warmup_steps"],
                 weights,
-                job.seed,
+                int(theta.get("seed", job.seed)),
                 job.log_steps,
                 initial(Arch.parse(arch)),
             )

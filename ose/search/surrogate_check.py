@@ -84,25 +84,39 @@ def seed_errors(
 ) -> dict[tuple[str, int], dict[str, list[float]]]:
     """ê after s steps, as the FPTAS measures it, under each seed: {(θ, s): {arch: [ê per seed]}}.
 
-    One surrogate table per (s, seed) (`shard_dir/s<s>/seed<k>`), cached and resumed like the
-    reference runs: a re-run with the same sample, settings and code trains nothing.
+    One surrogate table (one set of workers) whose "θ" are every (θ, s, seed): each trains s steps
+    from its own seed, as `surrogate_error` does, on the first s batches of B (step t trains on
+    batch t mod |B|, and s ≤ |B|). Cached and resumed like the reference runs: a re-run with the
+    same sample, settings and code trains nothing.
     """
+    if max(steps) > len(sample.train):
+        raise ValueError(f"s up to {max(steps)} needs as many batches; the sample has {len(sample.train)}")
+    variants = {
+        f"{t['name']}|s{s}|seed{seed}": (
+            {**t, "name": f"{t['name']}|s{s}|seed{seed}", "steps": s, "seed": seed},
+            t,
+            s,
+        )
+        for s in steps
+        for seed in seeds
+        for t in base.thetas
+    }
+    job = replace(
+        base,
+        archs=[a.name for a in archs],
+        thetas=[v[0] for v in variants.values()],
+        shard_dir=str(shard_dir),
+        log_steps=[],
+        desc=f"ê at every s and seed ({base.init} init)",
+    )
     out: dict[tuple[str, int], dict[str, list[float]]] = {}
-    for s in steps:
-        for seed in seeds:
-            job = replace(
-                base,
-                archs=[a.name for a in archs],
-                steps=s,
-                seed=seed,
-                shard_dir=str(Path(shard_dir) / f"s{s}" / f"seed{seed}"),
-                log_steps=[],
-                desc=f"ê at s = {s}, seed {seed} ({base.init} init)",
-            )
-            for row in evaluated(job, sample.head(s), nproc, progress):
-                out.setdefault((row["theta"], s), {a.name: [] for a in archs})[row["arch"]].append(
-                    row["error"]
-                )
+    for t in base.thetas:  # (θ, s) in order, archs in order, seeds in order
+        for s in steps:
+            out[(t["name"], s)] = {a.name: [] for a in archs}
+    rows = {(r["arch"], r["theta"]): r for r in evaluated(job, sample, nproc, progress)}
+    for (theta, s), by_arch in out.items():
+        for arch in by_arch:
+            by_arch[arch] = [rows[(arch, f"{theta}|s{s}|seed{seed}")]["error"] for seed in seeds]
     return out
 
 

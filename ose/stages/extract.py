@@ -29,6 +29,7 @@ from ose.reporting.markdown import claim_row, figure, fmt, produced_by, read_tab
 from ose.search import extraction, fptas, ranking, surrogate_check
 from ose.search.cost_model import CostModel
 from ose.search.surrogate import Sample, SurrogateJob, evaluated, worker_seconds
+from ose.training import inherit
 from ose.training.distill import fixed_sample
 from ose.training.inherit import calibration_rows
 
@@ -137,6 +138,12 @@ def candidate_rows(optimum: fptas.FptasResult, chosen: fptas.FptasResult) -> lis
         row["pareto"] = on_front
         row["fptas_candidate"] = row["arch"] in candidates
     return rows
+
+
+def init_spaces(space: list[Arch], source: Arch) -> dict[str, list[Arch]]:
+    """Each init's space: every ξ for `random`; for `inherited` the ξ that can be sliced from the
+    source (`ose.training.inherit.fits`: e.g. 8 heads of size 48 need 16 source heads of size 32)."""
+    return {"random": list(space), "inherited": [a for a in space if inherit.fits(a, source)]}
 
 
 def _save(fig, path: Path) -> Path:
@@ -269,13 +276,16 @@ class InitSearch:
         }
 
 
-def search_under(init, params, space, points, max_point, sample, base, shard_dir, progress) -> InitSearch:
+def search_under(
+    init, params, points, check_space, max_point, sample, base, shard_dir, progress
+) -> InitSearch:
     """The surrogate check (reference runs under every θ, seed noise at every logged s), the s it
-    gives, and the FPTAS at ε with that s, all under one init."""
+    gives, and the FPTAS at ε with that s, all under one init. `points`: the init's space (with p and
+    i); `check_space`: the architectures the check draws from, the same for every init."""
     cfg, check = params.extract, params.extract.check
     by_size = {pt.name: pt.p for pt in points}
     archs = ranking.stratified_sample(
-        space, check.archs, key=lambda a: (by_size[a.name], a.name), seed=params.seed
+        check_space, check.archs, key=lambda a: (by_size[a.name], a.name), seed=params.seed
     )
     noisy = ranking.stratified_sample(
         archs, check.noise_archs, key=lambda a: (by_size[a.name], a.name), seed=params.seed
@@ -384,12 +394,22 @@ def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tu
         "(one fixed masking)"
     )
     bases = {init: base_job(params, embedding, paths, init) for init in cfg.check.inits}
+    spaces = init_spaces(space, teacher_arch)
+    for init, mine in spaces.items():
+        if len(mine) < len(space) and init in cfg.check.inits:
+            left_out = [a.name for a in space if a not in mine]
+            print(
+                f"{init} init: {len(mine)} of {len(space)} architectures can be sliced from the source "
+                f"{teacher_arch.name}; left out: {left_out}"
+            )
+    points_by = {init: [pt for pt in points if pt.arch in set(mine)] for init, mine in spaces.items()}
+    check_space = [a for a in space if all(a in spaces[i] for i in cfg.check.inits)]  # the same for both
     searches = {
         init: search_under(
             init,
             params,
-            space,
-            points,
+            points_by[init],
+            check_space,
             max_point,
             by_init[init],
             bases[init],
@@ -401,6 +421,8 @@ def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tu
     init, init_reason = choose_init(cfg.init, searches)
     search = searches[init]
     print(f"init: {init} ({init_reason})")
+    space, points = spaces[init], points_by[init]  # the chosen init's space from here on
+    ordered = [pt.name for pt in fptas.order_space(points)]
     runs, check_rows, steps, steps_reason = search.runs, search.check_rows, search.steps, search.reason
     live_rows, chosen = search.live_rows, search.chosen
     sample = by_init[init].head(steps)
@@ -542,7 +564,13 @@ def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tu
         seed_noise=search.noise,
         init=init,
         init_reason=init_reason,
-        inits={x.init: x.summary(ordered) for x in searches.values()},
+        inits={
+            x.init: {
+                **x.summary([pt.name for pt in fptas.order_space(points_by[x.init])]),
+                "n_space": len(points_by[x.init]),
+            }
+            for x in searches.values()
+        },
         heldout_masked_tokens=sample.masked_heldout_tokens(),
         optimum_tied=fptas.same_point(point_of(points, name), point_of(points, optimum.best.arch.name))
         and name != optimum.best.arch.name,
@@ -621,7 +649,9 @@ def _surrogate_check_paragraph(m: Result) -> str:
             "s (why)": f"{x['max_steps']} ({x['max_steps_reason']})",
             "FPTAS answer": x["fptas"]["arch"] if x["fptas"] else "—",
             "θ": x["fptas"]["theta"] if x["fptas"] else "—",
-            "position": x["fptas"]["position"] if x["fptas"] else "—",
+            "position (of its space)": f"{x['fptas']['position']} of {x.get('n_space', '?')}"
+            if x["fptas"]
+            else "—",
         }
         for init, x in m.inits.items()
     ]
@@ -634,7 +664,9 @@ def _surrogate_check_paragraph(m: Result) -> str:
         "FPTAS measures ê (s-step runs), beside ê's spread across architectures at the same s: an s "
         "whose spread is within twice its noise cannot rank anything, and `max_steps: auto` never "
         "takes it. The `inherited` init, where each ξ starts sliced from the teacher "
-        "(`ose.training.inherit`), is an extension beyond the paper. Rows at the θ each init's FPTAS "
+        "(`ose.training.inherit`), is an extension beyond the paper; its space holds the ξ that can be "
+        "sliced from the source (a ξ needing more heads than the source has is left out). Rows at the θ "
+        "each init's FPTAS "
         "chose (every θ: `reports/tables/extract_surrogate_check.md`):\n\n"
         f"{markdown_table(rows, digits=3)}\n"
         f"{markdown_table(answers)}\n"

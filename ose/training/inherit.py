@@ -294,6 +294,15 @@ def _check_fits(arch: Arch, source_arch: Arch) -> None:
         )
 
 
+def fits(arch: Arch, source_arch: Arch) -> bool:
+    """Whether ξ can be sliced from the source (`_check_fits` without the message)."""
+    try:
+        _check_fits(arch, source_arch)
+    except ArchError:
+        return False
+    return True
+
+
 def _copy(target: torch.Tensor, value: torch.Tensor) -> None:
     if target.shape != value.shape:
         raise AssertionError(f"sliced shape {tuple(value.shape)} != target shape {tuple(target.shape)}")
