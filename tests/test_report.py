@@ -267,3 +267,8 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
         kd_weights={},
     )
     assert fairness(Metrics(pretrain=fairer))["pretrain"] == "no gap known"
+    rows = [{"lr": lr} for lr in (3e-4, 1e-3, 3e-3)]
+    inside = replace(fairer, lr_sweep={"random": {"steps": 3, "rows": rows, "chosen": 1e-3}})
+    assert fairness(Metrics(pretrain=inside))["pretrain"] == "no gap known"
+    edge = replace(fairer, lr_sweep={"random": {"steps": 3, "rows": rows, "chosen": 3e-3}})
+    assert "lr 0.003 is the edge of the swept grid" in fairness(Metrics(pretrain=edge))["pretrain"]

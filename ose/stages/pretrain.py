@@ -613,6 +613,10 @@ def fairness(m: Result) -> str:
             gaps.append(f"{', '.join(single)} ran one seed each, judged with the seeded arms' noise")
     if not m.lr_sweep:
         gaps.append("the student's learning rate was not swept at this ξ")
+    for init, sweep in (m.lr_sweep or {}).items():
+        swept = sorted(row["lr"] for row in sweep["rows"])
+        if len(swept) > 1 and sweep["chosen"] in (swept[0], swept[-1]):
+            gaps.append(f"{init} init's lr {sweep['chosen']:g} is the edge of the swept grid {swept}")
     kd = (m.kd_weights or {}).get("kd", {})
     if kd:
         gaps.append(f"textbook KD's α = {kd.get('alpha'):g} and T = {kd.get('temperature'):g} were not swept")
