@@ -5,6 +5,7 @@ from dataclasses import asdict, replace
 
 import pytest
 import torch
+from test_distill import ToyTokenizer, toy_blocks
 
 from ose.arch import Arch, Embedding, build_model
 from ose.configs import KDWeights, SurrogateCheck
@@ -152,18 +153,9 @@ def test_recommended_steps_never_take_an_s_within_twice_its_noise():
 
 # --- the check's runs on a toy teacher: per θ, cached, and the inherited init ---
 
-TOY = Embedding(vocab_size=99, max_positions=19, type_vocab_size=2)
-
-
-class ToyTokenizer:
-    pad_token_id, cls_token_id, sep_token_id, mask_token_id = 0, 1, 2, 3
-    all_special_ids = [0, 1, 2, 3]
-
-
-def toy_blocks(n=29, length=13, seed=0):
-    ids = torch.randint(4, 99, (n, length), generator=torch.Generator().manual_seed(seed))
-    ids[:, 0], ids[:, -1] = 1, 2
-    return ids
+TOY = Embedding(
+    vocab_size=99, max_positions=19, type_vocab_size=2
+)  # the vocabulary of test_distill.toy_blocks
 
 
 @pytest.fixture(scope="module")
