@@ -711,6 +711,7 @@ class FineTune:
     pooling: str = "cls"  # the classifiers' sentence vector: first token, or the mean over tokens
     control_anchor: str = "random_dev"  # the control's anchors: random dev points, or random train rows
     dose_sizes: list[int] = dataclasses.field(default_factory=list)  # more train sizes: the dose-response
+    nproc: int = 1  # worker processes over the seeds, one intra-op thread each (1: this process)
 
     CONTROL_ANCHORS: ClassVar[tuple[str, ...]] = ("random_dev", "random_train")
     POOLINGS: ClassVar[tuple[str, ...]] = ("cls", "mean")
@@ -741,7 +742,7 @@ class FineTune:
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 10):
                 checks.fail(name, f"must be null (the whole split) or an integer >= 10, got {value!r}")
         checks.in_range("max_len", self.max_len, 8, 512)
-        checks.positive(self, "batch_size", "source_epochs")
+        checks.positive(self, "batch_size", "source_epochs", "nproc")
         checks.non_negative(self, "eval_every", "replay")
         checks.in_range("warmup_fraction", self.warmup_fraction, 0, 1)
         checks.in_range("dropout", self.dropout, 0, 1, high_open=True)

@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from transformers import BertTokenizer
 
 from ose.arch import Arch, Embedding, build_model
@@ -89,11 +90,11 @@ CONFIG = FineTuneConfig(epochs=2, batch_size=8, lr=3e-3, max_len=8)
 THETAS = [{"name": "slow", "lr": 1e-3}, {"name": "mid", "lr": 2e-3}, {"name": "fast", "lr": 5e-3}]
 
 
-def compare(toy, seeds, cache_dir=None):
+def compare(toy, seeds, cache_dir=None, nproc=1):
     tokenizer, task, source, students, generator = toy
     return compare_on_task(
         task, tokenizer, source, students, CONFIG, CONFIG, THETAS, generator, seeds, 20, 20,
-        cache_dir=cache_dir, progress=False,
+        cache_dir=cache_dir, nproc=nproc, progress=False,
     )  # fmt: skip
 
 
@@ -139,6 +140,32 @@ def test_comparison_pairs_the_arms_and_matches_the_controls_budget(toy, tmp_path
     assert json.loads((tmp_path / "seed4-mlm.json").read_text())["fingerprint"] == stamp
     assert again["records"][1:] == json.loads(json.dumps(result["records"][1:]))
     assert again["records"][0]["arms"] == result["records"][0]["arms"], "recomputed: same seed, same run"
+
+
+def _untimed(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in json.loads(json.dumps(records))]
+
+
+@pytest.mark.slow
+def test_worker_processes_give_the_records_of_one_process(toy, tmp_path, monkeypatch):
+    """Seeds in two spawned one-thread workers: the same records, in seed order, as one process
+    on one thread, written to the same cache (a later run with nproc 1 reads them back)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        alone = compare(toy, [5, 3, 4], tmp_path / "one")
+        pooled = compare(toy, [5, 3, 4], tmp_path / "two", nproc=2)
+    finally:
+        torch.set_num_threads(threads)
+    assert [(r["seed"], r["student"]) for r in pooled["records"]] == [
+        (s, n) for s in (5, 3, 4) for n in ("kd", "mlm")
+    ]
+    assert _untimed(pooled["records"]) == _untimed(alone["records"])
+    monkeypatch.setattr("ose.finetuning.comparison.fine_tune", None)  # a recompute would fail
+    again = compare(toy, [5, 3, 4], tmp_path / "two")
+    assert _untimed(again["records"]) == _untimed(pooled["records"])
+    with pytest.raises(ValueError, match="nproc"):
+        compare(toy, [3], nproc=0)
 
 
 def test_comparison_needs_seeds_and_students(toy):

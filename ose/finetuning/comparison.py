@@ -29,13 +29,16 @@ import dataclasses
 import hashlib
 import json
 import math
+import multiprocessing
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from ose import stats as stats_module
@@ -253,6 +256,95 @@ def _cached(path: Path | None, key: str) -> dict | None:
     return record if record.get("fingerprint") == key else None
 
 
+@dataclasses.dataclass
+class SeedWork:
+    """What every seed of `compare_on_task` shares: sent once to each worker process."""
+
+    task: TaskData
+    tokenizer: Any
+    source: nn.Module
+    students: dict[str, nn.Module]
+    source_config: FineTuneConfig
+    student_config: FineTuneConfig
+    thetas: list[dict]
+    generator: NearestNeighbourSubstitution
+    train_size: int | None
+    dev_size: int | None
+    options: dict
+    digests: dict
+    cache: Path | None
+
+
+def seed_records(work: SeedWork, seed: int, done: Mapping[str, dict | None]) -> dict[str, dict]:
+    """One seed: the labeller S fine-tuned on the seed's sample, then the three arms of every student
+    whose record is not in `done`; each new record is written to the cache as soon as it exists."""
+    task, tokenizer = work.task, work.tokenizer
+    started = time.perf_counter()
+    sample = seed_sample(task, work.train_size, work.dev_size, seed)
+    test = ScoredTest(task, task.test, tokenizer)
+    labeller_model, labeller_log = fine_tune(
+        work.source, tokenizer, sample, config=work.source_config, seed=seed, progress=False
+    )
+    labeller = {**test.score(labeller_model, work.source_config), "dev_score": labeller_log["best_score"]}
+    label = make_labeller(
+        labeller_model, tokenizer, work.source_config.max_len, work.source_config.eval_batch_size
+    )
+    labeller_seconds = time.perf_counter() - started
+    computed = {}
+    for name, encoder in work.students.items():
+        if done.get(name) is not None:
+            continue
+        started = time.perf_counter()
+        arms = student_arms(
+            sample, test, tokenizer, encoder, label, work.student_config, work.thetas, work.generator,
+            seed, **work.options,
+        )  # fmt: skip
+        computed[name] = json_ready(
+            {
+                "fingerprint": record_key(work.digests, seed, name),
+                "task": task.name,
+                "seed": seed,
+                "student": name,
+                "train_size": len(sample.train),
+                "dev_size": len(sample.dev),
+                "labeller": labeller,
+                **arms,
+                "seconds": {"labeller": labeller_seconds, "student": time.perf_counter() - started},
+            }
+        )
+        if work.cache is not None:
+            write_json(work.cache / f"seed{seed}-{name}.json", computed[name])
+    return computed
+
+
+_WORK: SeedWork | None = None  # a worker process's shared inputs (`_start_worker`)
+
+
+def _start_worker(work: SeedWork) -> None:
+    global _WORK
+    torch.set_num_threads(1)  # two workers on two cores beat one on both for models this small
+    _WORK = work
+
+
+def _seed_in_worker(seed: int, done: dict[str, dict | None]) -> dict[str, dict]:
+    assert _WORK is not None, "the worker was started without its inputs"
+    return seed_records(_WORK, seed, done)
+
+
+def _map_seeds(work: SeedWork, seeds: Sequence[int], done: Mapping[int, Mapping], nproc: int):
+    """(seed, its new records) for every seed of `seeds`, in this process (nproc 1, or one seed) or
+    in `nproc` spawned workers of one thread each, yielded as they finish."""
+    if nproc == 1 or len(seeds) <= 1:
+        for seed in seeds:
+            yield seed, seed_records(work, seed, done[seed])
+        return
+    context = multiprocessing.get_context("spawn")  # no forked torch threads or open files
+    with ProcessPoolExecutor(min(nproc, len(seeds)), context, _start_worker, (work,)) as pool:
+        futures = {pool.submit(_seed_in_worker, seed, dict(done[seed])): seed for seed in seeds}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+
 def compare_on_task(
     task: TaskData,
     tokenizer,
@@ -271,6 +363,7 @@ def compare_on_task(
     regression_tolerance: float = 0.2,
     control_anchor: str = "random_dev",
     cache_dir: str | Path | None = None,
+    nproc: int = 1,
     progress: bool = True,
 ) -> dict:
     """The labeller and every student's three arms on `task.test`, for every seed (see the module).
@@ -281,8 +374,11 @@ def compare_on_task(
     holding the labeller's and the arms' test scores, both loops' rounds, a few added points, the
     fingerprint and the seconds it took (those of the run that computed it). With `cache_dir`,
     each record is read from / written to `<cache_dir>/seed<seed>-<student>.json` when its
-    fingerprint matches.
+    fingerprint matches. With `nproc` > 1 the seeds still to compute run in that many worker
+    processes of one intra-op thread each (`_map_seeds`); records are the same whatever the order.
     """
+    if nproc < 1:
+        raise ValueError(f"nproc must be a positive integer, got {nproc}")
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     if not students:
@@ -305,64 +401,23 @@ def compare_on_task(
     }
     digests = _digests(task, tokenizer, source, encoders, generator, settings)
     cache = None if cache_dir is None else Path(cache_dir)
-    test = ScoredTest(task, task.test, tokenizer)
-    records = []
+    done: dict[int, dict[str, dict | None]] = {}
+    for seed in seeds:
+        paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
+        done[seed] = {name: _cached(paths[name], record_key(digests, seed, name)) for name in encoders}
+    todo = [seed for seed in seeds if any(record is None for record in done[seed].values())]
+    shared = SeedWork(
+        task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
+        train_size, dev_size, options, digests, cache,
+    )  # fmt: skip
     bar = progress_bar(
         total=len(seeds) * len(encoders), desc=f"{task.name}: seeds × students", disable=not progress
     )
-    for seed in seeds:
-        keys = {name: record_key(digests, seed, name) for name in encoders}
-        paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
-        done = {name: _cached(paths[name], keys[name]) for name in encoders}
-        if any(record is None for record in done.values()):
-            started = time.perf_counter()
-            sample = seed_sample(task, train_size, dev_size, seed)
-            labeller_model, labeller_log = fine_tune(
-                source, tokenizer, sample, config=source_config, seed=seed, progress=False
-            )
-            labeller = {
-                **test.score(labeller_model, source_config),
-                "dev_score": labeller_log["best_score"],
-            }
-            label = make_labeller(
-                labeller_model, tokenizer, source_config.max_len, source_config.eval_batch_size
-            )
-            labeller_seconds = time.perf_counter() - started
-            for name, encoder in encoders.items():
-                if done[name] is not None:
-                    continue
-                started = time.perf_counter()
-                arms = student_arms(
-                    sample,
-                    test,
-                    tokenizer,
-                    encoder,
-                    label,
-                    student_config,
-                    thetas,
-                    generator,
-                    seed,
-                    **options,
-                )
-                done[name] = json_ready(
-                    {
-                        "fingerprint": keys[name],
-                        "task": task.name,
-                        "seed": seed,
-                        "student": name,
-                        "train_size": len(sample.train),
-                        "dev_size": len(sample.dev),
-                        "labeller": labeller,
-                        **arms,
-                        "seconds": {"labeller": labeller_seconds, "student": time.perf_counter() - started},
-                    }
-                )
-                if paths[name] is not None:
-                    write_json(paths[name], done[name])
-                bar.update(1)
-        else:
-            bar.update(len(encoders))
-        records += [done[name] for name in encoders]
+    bar.update(sum(len(encoders) for seed in seeds if seed not in todo))
+    for seed, computed in _map_seeds(shared, todo, done, nproc):
+        done[seed].update(computed)
+        bar.update(len(encoders))
+    records = [done[seed][name] for seed in seeds for name in encoders]
     bar.close()
     return {
         "task": task.name,

@@ -210,6 +210,7 @@ def compare(
         tie_tolerance=cfg.tie_tolerance,
         control_anchor=cfg.control_anchor,
         cache_dir=paths.size_cache(task, size, cfg.train_size),
+        nproc=cfg.nproc,
         progress=progress,
     )
 
