@@ -40,12 +40,6 @@ def declared_figures() -> dict[str, int]:
     return count
 
 
-# Known gaps of the committed run (#24/#25's default run), each to be removed when its stage runs
-# again under #27 (its item 4: every figure shown, a few dozen stream lines): finetune@imdb makes a
-# dose-response figure for its single train size that the notebook shows only for a curve, and
-# pretrain's 14 trainings (6 arms, 2 extra seeds, 6 sweep runs) print 67 stream outputs.
-KNOWN_GAPS = {"finetune@imdb": {"figures": 1}, "pretrain": {"streams": 17}}
-
 RENDERED = timing.rendered_notebooks(paths.ROOT / "dvc.yaml", paths.ROOT / "params.yaml")
 
 
@@ -64,10 +58,8 @@ def test_committed_rendered_notebooks_read_as_reports(stage):
         pytest.fail(f"{RENDERED[stage]} is not valid JSON ({error}): run its stage again")
     if rendered.METADATA_KEY not in nb.get("metadata", {}):
         pytest.skip(f"{RENDERED[stage]} was rendered before scripts/stage stamped its notebooks")
-    assert image_outputs(nb) >= declared_figures()[stage] - KNOWN_GAPS.get(stage, {}).get("figures", 0), (
-        "a figure the stage makes is not shown"
-    )
-    assert stream_outputs(nb) <= MAX_STREAM_OUTPUTS + KNOWN_GAPS.get(stage, {}).get("streams", 0)
+    assert image_outputs(nb) >= declared_figures()[stage], "a figure the stage makes is not shown"
+    assert stream_outputs(nb) <= MAX_STREAM_OUTPUTS
     assert "IProgress" not in text
     for absolute in {str(paths.ROOT), os.path.realpath(paths.ROOT), str(Path.home())}:
         assert absolute not in text, f"{absolute} appears in {RENDERED[stage]}"

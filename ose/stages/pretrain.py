@@ -342,7 +342,8 @@ def run(params: Params, paths: Paths | None = None, progress: bool = True) -> tu
     print(f"teacher: held-out masked-token accuracy {teacher_heldout['masked_acc']:.4f}")
     del teacher
 
-    sweep_histories = _launch_all(sweep_jobs(params, arch.name, embedding, paths), cfg, progress)
+    # the sweep's short runs train without progress lines: each init's choice is printed below
+    sweep_histories = _launch_all(sweep_jobs(params, arch.name, embedding, paths), cfg, progress=False)
     sweep, sweep_rows = {}, []
     for init in sweep_inits(cfg):
         rows = [
