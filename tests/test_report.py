@@ -175,7 +175,8 @@ def test_claims_table_has_one_row_per_claim_with_an_allowed_verdict(tmp_path):
     from ose.stages.report import Metrics, claims
 
     rows = claims(Metrics(), tmp_path)  # nothing has run
-    assert len(rows) == 8 and {r["verdict"] for r in rows} == {"not testable here"}
+    assert len(rows) == 9 and {r["verdict"] for r in rows} == {"not testable here"}
+    assert "as accurate as its source" in rows[0]["claim"], "the paper's headline, at our scale, first"
     assert any("20" in r["claim"] for r in rows) and any("7.9" in r["claim"] for r in rows)
     helps = claims(Metrics(pretrain=_pretrain_result(0.12, 0.09, 0.2)), tmp_path)
     kd_row = next(r for r in helps if "knowledge distillation" in r["claim"])

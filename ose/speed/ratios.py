@@ -19,6 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import bootstrap
 
+from ose.reporting import verdicts
 from ose.speed.harness import check_positive
 
 CI_LEVEL = 0.95  # every interval this module reports
@@ -172,13 +173,16 @@ def speedups(
 
 
 def claim_status(row: Mapping, claimed: float, decisive: float = DECISIVE_CI_RATIO) -> str:
-    """Where a claimed speed-up sits against a measured one (`speedups` row): "short" when the
-    interval lies below it, "exceeded" when above it, "holds" when inside it, and "undecided" when
-    inside an interval so wide (ci_high / ci_low > `decisive`) that it would hold almost any claim."""
+    """Where a claimed speed-up sits against a measured one (`speedups` row), the claim taken at its
+    stated precision (`ose.reporting.verdicts.stated_interval`: "20×" covers [19.5, 20.5)): "short"
+    when our interval lies wholly below it, "exceeded" when wholly above, "holds" when they meet, and
+    "undecided" when they meet inside an interval so wide (ci_high / ci_low > `decisive`) that it
+    would hold almost any claim."""
     low, high = float(row["ci_low"]), float(row["ci_high"])
-    if high < claimed:
+    where = verdicts.side((low, high), claimed)
+    if where == "below":
         return "short"
-    if low > claimed:
+    if where == "above":
         return "exceeded"
     return "holds" if high / low <= decisive else "undecided"
 

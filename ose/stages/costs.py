@@ -19,7 +19,7 @@ from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures
+from ose.reporting import figures, verdicts
 from ose.reporting.markdown import claim_row, figure, produced_by, read_table
 from ose.search import abnc
 from ose.search.cost_model import LatencySettings, SpaceFit, fit_space
@@ -287,16 +287,35 @@ def costs_section(m: Result, tables: Path) -> str:
 
 
 def _size_claim(tables: Path) -> dict:
+    """Bort's size by the verdict rules (`ose.reporting.verdicts`, rule 2): each of the paper's four
+    figures against our exact count of the shape they imply, at the figure's stated precision."""
     claim, paper_says = "Bort's size", paper.SIZE
     if not (tables / "bort_sizes.csv").exists():
         return claim_row(claim, paper_says, "not computed", "not testable here", "§1, `dvc repro costs`")
     row = next(r for r in read_table(tables / "bort_sizes.csv") if r["shape"] == "bort-paper")
     here = (
-        f"{float(row['total_M']):.2f}M = {float(row['pct_of_bert_large']):.1f}% of BERT-large net, "
+        f"{float(row['total_M']):.2f}M = {float(row['pct_of_bert_large']):.2f}% of BERT-large net, "
         f"{float(row['effective_pct_of_bert_large']):.2f}% effective (exact counts of ⟨4, 8, 768, 1024⟩)"
     )
-    verdict = "reproduced" if str(row["matches_all"]).lower() in ("yes", "true") else "not reproduced"
+    missed = []
+    for key, stated in paper.BORT_SIZE.items():
+        ours = float(row[key])
+        if verdicts.quantity_verdict(ours, stated) != verdicts.REPRODUCED:
+            low, high = verdicts.stated_interval(stated)
+            where = verdicts.side(ours, stated)
+            missed.append(f"{SIZE_WORDS[key]} {ours:.2f} is {where} [{low:g}, {high:g})")
+    if missed:
+        here += "; at the paper's precision: " + "; ".join(missed)
+    verdict = verdicts.REPRODUCED if not missed else verdicts.NOT_REPRODUCED
     return claim_row(claim, paper_says, here, verdict, "§1 table, `dvc repro costs`")
+
+
+SIZE_WORDS = {
+    "total_M": "total (M)",
+    "embedding_M": "embedding (M)",
+    "pct_of_bert_large": "% of BERT-large",
+    "effective_pct_of_bert_large": "effective %",
+}
 
 
 def _abnc_claim(m: Result | None) -> dict:

@@ -44,7 +44,7 @@ from ose.params import Params
 from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures
+from ose.reporting import figures, verdicts
 from ose.reporting.markdown import claim_row, figure, fmt
 from ose.search.extraction import load_teacher
 from ose.stats import holm
@@ -673,14 +673,15 @@ def finetune_section(tasks: dict[str, Result]) -> str:
 
 
 def _agora_claim(tasks: dict[str, Result]) -> dict:
-    """Agora − plain over every (task, train size, student) whose plain arm learns the task: reproduced
-    at reduced scale when some corrected effect is positive and none negative. Agora − control (its
-    placement) is stated beside it."""
+    """Agora − plain over every (task, main train size, student) whose plain arm learns the task, by
+    the verdict rules (`ose.reporting.verdicts`, rule 3, Holm-corrected sign-flip p over that family):
+    reproduced at reduced scale when one effect is established and none contradicted. Agora − control
+    (its placement) is stated beside it."""
     claim = "Agora improves fine-tuning of the small model"
     if not tasks:
         return claim_row(claim, "Agora helps", "not run", "not testable here", "§5, `dvc repro finetune`")
     corrected = agora_holm(tasks)
-    parts, chance, significant, negative = [], [], 0, 0
+    parts, chance, readings = [], [], []
     for name, size, m in (_main(name, t) for name, t in tasks.items()):
         for student, effects in m["effects"].items():
             if m["plain_at_chance"].get(student):
@@ -689,21 +690,16 @@ def _agora_claim(tasks: dict[str, Result]) -> dict:
             e, c = effects["agora_vs_plain"], effects["agora_vs_control"]
             p = corrected[name, size, student, "agora_vs_plain"]["sign_flip_p"]
             pc = corrected[name, size, student, "agora_vs_control"]["sign_flip_p"]
+            readings.append(verdicts.effect_reading(e["mean"], e["ci_low"], e["ci_high"], p))
             parts.append(
-                f"{name} ({size} train)/{student} {100 * e['mean']:+.1f} pts (Holm p {fmt(p, 2)}), "
+                f"{name} ({size} train)/{student} {100 * e['mean']:+.1f} pts "
+                f"[{100 * e['ci_low']:+.1f}, {100 * e['ci_high']:+.1f}] "
+                f"(Holm p {fmt(p, 2)}: {readings[-1]}), "
                 f"vs control {100 * c['mean']:+.1f} (p {fmt(pc, 2)})"
             )
-            if p is not None and not math.isnan(p) and p < 0.05:
-                significant += e["mean"] > 0
-                negative += e["mean"] < 0
-    tested = len(parts)
     if chance:
         parts.append(f"no verdict where the plain arm is at chance: {', '.join(chance)}")
-    if not tested:  # no student learns any task: nothing to say about Agora
-        return claim_row(
-            claim, "Agora fine-tuning (paper's NLU results)", "; ".join(parts), NOT_TESTABLE, "§5"
-        )
-    verdict = "reproduced at reduced scale" if significant and not negative else "not reproduced"
+    verdict = verdicts.combined_effects(readings)  # none tested (every plain arm at chance): not testable
     return claim_row(claim, "Agora fine-tuning (paper's NLU results)", "; ".join(parts), verdict, "§5")
 
 

@@ -28,7 +28,7 @@ from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures
+from ose.reporting import figures, verdicts
 from ose.reporting.markdown import claim_row, figure, produced_by
 from ose.search.extraction import load_teacher, read_extracted
 from ose.stages.teacher import Result as TeacherResult
@@ -267,7 +267,7 @@ def seed_noise(arms: dict[str, dict]) -> dict[str, float | None]:
 def reading(kd: float, mlm: float, measure: str, noise: float | None) -> str:
     """KD against MLM-only on one measure: "better" or "worse" (lower cross-entropy, higher accuracy
     is better), or "within seed noise" when |kd − mlm| ≤ the seeds' spread (no noise measured: a tie)."""
-    if abs(kd - mlm) <= (noise or 0.0):
+    if verdicts.within_noise(kd - mlm, noise or 0.0):  # the verdict rules' rule 4
         return WITHIN_NOISE
     return "better" if MEASURES[measure] * (kd - mlm) > 0 else "worse"
 
@@ -572,11 +572,11 @@ def pretraining_section(teacher: TeacherResult, m: Result) -> str:
     )
 
 
-CLAIM_VERDICT = {
-    "helps": "reproduced at reduced scale",
-    "hurts": "not reproduced",
-    "mixed": "not reproduced",
-    WITHIN_NOISE: "not reproduced",
+CLAIM_VERDICT = {  # the verdict rules' rule 3 for arms without a test (`ose.reporting.verdicts`)
+    "helps": verdicts.REDUCED,  # established: better beyond seed noise on one measure, worse on none
+    "hurts": verdicts.NOT_REPRODUCED,  # contradicted
+    "mixed": verdicts.NOT_REPRODUCED,  # inconclusive
+    WITHIN_NOISE: verdicts.NOT_REPRODUCED,  # inconclusive
 }
 
 
