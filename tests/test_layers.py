@@ -19,7 +19,7 @@ from ose.pipeline import dvcfile, paths
 PACKAGE = paths.ROOT / "ose"
 LAYERS = (  # bottom first; a module belongs to the first entry that is its name or a package of it
     ("ose.pipeline",),
-    ("ose.arch", "ose.paper", "ose.stats", "ose.configs", "ose.params"),
+    ("ose.arch", "ose.paper", "ose.stats", "ose.verdicts", "ose.configs", "ose.params"),
     ("ose.data",),
     ("ose.training",),
     ("ose.search",),

@@ -277,8 +277,11 @@ def test_speed_claims_verdicts_and_the_section_give_every_ratio_an_interval(tmp_
     )
     (large, _) = speed_claims(holds)
     assert large["verdict"] == "reproduced" and "20× inside the interval at 8×512" in large["here"]
-    tiny = dataclasses.replace(result, paper_claims=_claims({(1, 16): (21.0, 20.5, 22.0)}, 20.0))
-    assert speed_claims(tiny)[0]["verdict"] == "reproduced at reduced scale"
+    tiny = dataclasses.replace(result, paper_claims=_claims({(1, 16): (20.6, 20.4, 22.0)}, 20.0))
+    assert speed_claims(tiny)[0]["verdict"] == "reproduced at reduced scale"  # meets [19.5, 20.5)
+    above = dataclasses.replace(result, paper_claims=_claims({(1, 128): (21.0, 20.5, 22.0)}, 20.0))
+    (large, _) = speed_claims(above)  # the verdict rules: above the figure's precision is not 20×
+    assert large["verdict"] == "not reproduced" and "20× below the interval at 1×128" in large["here"]
     wide = dataclasses.replace(result, paper_claims=_claims({(1, 128): (14.4, 9.1, 21.5)}, 20.0))
     (large, _) = speed_claims(wide)  # 20× inside [9.1, 21.5]: too wide to confirm anything
     assert large["verdict"] == "not testable here" and "too wide to decide at 1×128" in large["here"]

@@ -213,7 +213,8 @@ def test_reference_runs_per_theta_log_each_s_and_resume_without_the_sample(
 def test_seed_errors_run_at_every_s_as_the_fptas_measures_them(tmp_path, toy_teacher):
     teacher, _ = toy_teacher
     sample = _sample(teacher)
-    errors = seed_errors(ARCHS, sample, [2, 4], [0, 1], _base(), tmp_path / "noise", progress=False)
+    errors, table = seed_errors(ARCHS, sample, [2, 4], [0, 1], _base(), tmp_path / "noise", progress=False)
+    assert len(table) == len(ARCHS) * 2 * 2 * len(_base().thetas), "one training per (ξ, θ, s, seed)"
     assert sorted(errors) == [("a", 2), ("a", 4), ("b", 2), ("b", 4)]
     by_hand = surrogate_error(ARCHS[0], TOY, sample.train.head(4), sample.heldout, 4, 1e-3, 1, KDWeights(), 1)
     assert errors[("b", 4)][ARCHS[0].name][1] == by_hand["error"]  # seed 1, s = 4, θ b
@@ -255,7 +256,7 @@ def _search(init, ci_low, steps=8, theta="a"):
         else {"theta": theta, "s": steps, "tau_b": 0.5, "ci_low": ci_low, "ci_high": 0.9}
     )
     chosen = None if steps is None else object()
-    return InitSearch(init, [], [], [], steps, f"{init} reason", [], chosen, used)
+    return InitSearch(init, [], [], [], [], steps, f"{init} reason", [], chosen, used)
 
 
 def test_auto_init_takes_the_higher_lower_bound_of_tau_at_its_fptas_theta_and_s():

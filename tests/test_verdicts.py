@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 from test_report import _finetune
 
-from ose.reporting import verdicts as v
+from ose import verdicts as v
 from ose.speed.ratios import claim_status
 from ose.stages import benchmark, extract
 from ose.stages.report import HEADLINE_MARGIN, Metrics, headline_claim

@@ -63,16 +63,17 @@ def arm_field(comparison: dict, student: str, arm: str, field: str) -> list:
     return [by_seed[s]["arms"][arm].get(field) for s in comparison["seeds"]]
 
 
+def loop_rounds(comparison: dict, student: str, arm: str) -> list[list[dict]]:
+    """Per seed, the rounds of one of `student`'s loops (`arm`: agora or control), in order."""
+    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
+    return [[e for e in by_seed[s]["rounds"] if e["arm"] == arm] for s in comparison["seeds"]]
+
+
 def theta_sizes(comparison: dict, student: str, arm: str) -> list[list[int]]:
     """Per seed, |Θ| after each of a loop's rounds (`arm`: agora or control)."""
-    by_seed = {r["seed"]: r for r in comparison["records"] if r["student"] == student}
     return [
-        [
-            len(entry["remaining"])
-            for entry in by_seed[s]["rounds"]
-            if entry["arm"] == arm and not entry["replay"]
-        ]
-        for s in comparison["seeds"]
+        [len(e["remaining"]) for e in rounds if not e["replay"]]
+        for rounds in loop_rounds(comparison, student, arm)
     ]
 
 

@@ -72,6 +72,11 @@ def reference_runs(
     return runs
 
 
+def _variant(theta: str, s: int, seed: int) -> str:
+    """The name of θ trained for s steps from `seed`, as one "θ" of the seed-noise table."""
+    return f"{theta}|s{s}|seed{seed}"
+
+
 def seed_errors(
     archs: Sequence[Arch],
     sample: Sample,
@@ -81,8 +86,9 @@ def seed_errors(
     shard_dir: Path,
     nproc: int = 1,
     progress: bool = True,
-) -> dict[tuple[str, int], dict[str, list[float]]]:
-    """ê after s steps, as the FPTAS measures it, under each seed: {(θ, s): {arch: [ê per seed]}}.
+) -> tuple[dict[tuple[str, int], dict[str, list[float]]], list[dict]]:
+    """ê after s steps, as the FPTAS measures it, under each seed: {(θ, s): {arch: [ê per seed]}},
+    and the table's rows (for their seconds).
 
     One surrogate table (one set of workers) whose "θ" are every (θ, s, seed): each trains s steps
     from its own seed, as `surrogate_error` does, on the first s batches of B (step t trains on
@@ -91,33 +97,30 @@ def seed_errors(
     """
     if max(steps) > len(sample.train):
         raise ValueError(f"s up to {max(steps)} needs as many batches; the sample has {len(sample.train)}")
-    variants = {
-        f"{t['name']}|s{s}|seed{seed}": (
-            {**t, "name": f"{t['name']}|s{s}|seed{seed}", "steps": s, "seed": seed},
-            t,
-            s,
-        )
+    thetas = [
+        {**t, "name": _variant(t["name"], s, seed), "steps": s, "seed": seed}
         for s in steps
         for seed in seeds
         for t in base.thetas
-    }
+    ]
     job = replace(
         base,
         archs=[a.name for a in archs],
-        thetas=[v[0] for v in variants.values()],
+        thetas=thetas,
         shard_dir=str(shard_dir),
         log_steps=[],
         desc=f"ê at every s and seed ({base.init} init)",
     )
-    out: dict[tuple[str, int], dict[str, list[float]]] = {}
-    for t in base.thetas:  # (θ, s) in order, archs in order, seeds in order
-        for s in steps:
-            out[(t["name"], s)] = {a.name: [] for a in archs}
-    rows = {(r["arch"], r["theta"]): r for r in evaluated(job, sample, nproc, progress)}
-    for (theta, s), by_arch in out.items():
-        for arch in by_arch:
-            by_arch[arch] = [rows[(arch, f"{theta}|s{s}|seed{seed}")]["error"] for seed in seeds]
-    return out
+    table = evaluated(job, sample, nproc, progress)
+    rows = {(r["arch"], r["theta"]): r for r in table}
+    errors = {  # (θ, s) in order, archs in order, seeds in order
+        (t["name"], s): {
+            a.name: [rows[(a.name, _variant(t["name"], s, seed))]["error"] for seed in seeds] for a in archs
+        }
+        for t in base.thetas
+        for s in steps
+    }
+    return errors, table
 
 
 def noise_rows(errors: dict[tuple[str, int], dict[str, list[float]]]) -> list[dict]:

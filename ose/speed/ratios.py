@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from scipy.stats import bootstrap
 
-from ose.reporting import verdicts
+from ose import verdicts
 from ose.speed.harness import check_positive
 
 CI_LEVEL = 0.95  # every interval this module reports
@@ -174,7 +174,7 @@ def speedups(
 
 def claim_status(row: Mapping, claimed: float, decisive: float = DECISIVE_CI_RATIO) -> str:
     """Where a claimed speed-up sits against a measured one (`speedups` row), the claim taken at its
-    stated precision (`ose.reporting.verdicts.stated_interval`: "20×" covers [19.5, 20.5)): "short"
+    stated precision (`ose.verdicts.stated_interval`: "20×" covers [19.5, 20.5)): "short"
     when our interval lies wholly below it, "exceeded" when wholly above, "holds" when they meet, and
     "undecided" when they meet inside an interval so wide (ci_high / ci_low > `decisive`) that it
     would hold almost any claim."""

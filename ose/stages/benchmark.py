@@ -21,7 +21,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 from transformers import AutoModel
 
-from ose import paper
+from ose import paper, verdicts
 from ose.arch import build_model, from_bert_config, preset
 from ose.params import Params
 from ose.pipeline.atomic import write_text_atomic
@@ -29,7 +29,7 @@ from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.loading import quietly
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures, verdicts
+from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, produced_by
 from ose.speed import gemm, harness, onnx, ratios
 from ose.training.source_model import resolve_source
@@ -424,7 +424,7 @@ def speed_claims(m: Result | None) -> list[dict]:
     Per cell the paper's figure, at its stated precision ("20×" covers [19.5, 20.5)), "holds" (meets a
     decisive interval), is "exceeded" (our interval lies above it), falls "short" (below) or is
     "undecided" (an interval too wide to tell: `ose.speed.ratios.claim_status`). Verdicts by the
-    rules (`ose.reporting.verdicts`, rule 2): "reproduced" when it holds at one cell at least (the
+    rules (`ose.verdicts`, rule 2): "reproduced" when it holds at one cell at least (the
     paper names no batch, length or thread count, so a cell where it holds is a setting that
     reproduces it); "reproduced at reduced scale" when that happens only at sequences shorter than
     128 tokens (the smoke profile's); "not reproduced" when it is short or exceeded at some cell and

@@ -12,14 +12,14 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import paper
+from ose import paper, verdicts
 from ose.arch import BERT_EMBEDDING, Arch, preset
 from ose.params import Params
 from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures, verdicts
+from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, produced_by, read_table
 from ose.search import abnc
 from ose.search.cost_model import LatencySettings, SpaceFit, fit_space
@@ -287,7 +287,7 @@ def costs_section(m: Result, tables: Path) -> str:
 
 
 def _size_claim(tables: Path) -> dict:
-    """Bort's size by the verdict rules (`ose.reporting.verdicts`, rule 2): each of the paper's four
+    """Bort's size by the verdict rules (`ose.verdicts`, rule 2): each of the paper's four
     figures against our exact count of the shape they imply, at the figure's stated precision."""
     claim, paper_says = "Bort's size", paper.SIZE
     if not (tables / "bort_sizes.csv").exists():

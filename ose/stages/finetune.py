@@ -17,7 +17,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from ose import paper
+from ose import paper, verdicts
 from ose.configs import FineTune
 from ose.data.tasks import TaskData, load_task
 from ose.finetuning.comparison import compare_on_task, json_ready
@@ -31,6 +31,7 @@ from ose.finetuning.effects import (
     collapsed_rounds,
     labeller_below_floor,
     labeller_scores,
+    loop_rounds,
     mean_agreement,
     paired_effects,
     round_rows,
@@ -44,7 +45,7 @@ from ose.params import Params
 from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures, verdicts
+from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, fmt
 from ose.search.extraction import load_teacher
 from ose.stats import holm
@@ -251,13 +252,9 @@ def _per_arm(comparison: dict, field: str, arms=ARMS) -> dict:
 
 def _per_loop(comparison: dict, field: str) -> dict:
     """student → loop (agora, control) → per seed: `field` of the loop's last round (e.g. `stop`)."""
-    by_seed = {(r["student"], r["seed"]): r for r in comparison["records"]}
     return {
         student: {
-            loop: [
-                [e for e in by_seed[student, s]["rounds"] if e["arm"] == loop][-1].get(field)
-                for s in comparison["seeds"]
-            ]
+            loop: [rounds[-1].get(field) for rounds in loop_rounds(comparison, student, loop)]
             for loop in ("agora", "control")
         }
         for student in comparison["students"]
@@ -674,7 +671,7 @@ def finetune_section(tasks: dict[str, Result]) -> str:
 
 def _agora_claim(tasks: dict[str, Result]) -> dict:
     """Agora − plain over every (task, main train size, student) whose plain arm learns the task, by
-    the verdict rules (`ose.reporting.verdicts`, rule 3, Holm-corrected sign-flip p over that family):
+    the verdict rules (`ose.verdicts`, rule 3, Holm-corrected sign-flip p over that family):
     reproduced at reduced scale when one effect is established and none contradicted. Agora − control
     (its placement) is stated beside it."""
     claim = "Agora improves fine-tuning of the small model"

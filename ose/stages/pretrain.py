@@ -21,6 +21,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from ose import verdicts
 from ose.configs import PRETRAIN_ARMS, Pretrain
 from ose.data.prepare import load_blocks
 from ose.params import Params
@@ -28,7 +29,7 @@ from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.machine import machine_info
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table, write_table
-from ose.reporting import figures, verdicts
+from ose.reporting import figures
 from ose.reporting.markdown import claim_row, figure, produced_by
 from ose.search.extraction import load_teacher, read_extracted
 from ose.stages.teacher import Result as TeacherResult
@@ -572,7 +573,7 @@ def pretraining_section(teacher: TeacherResult, m: Result) -> str:
     )
 
 
-CLAIM_VERDICT = {  # the verdict rules' rule 3 for arms without a test (`ose.reporting.verdicts`)
+CLAIM_VERDICT = {  # the verdict rules' rule 3 for arms without a test (`ose.verdicts`)
     "helps": verdicts.REDUCED,  # established: better beyond seed noise on one measure, worse on none
     "hurts": verdicts.NOT_REPRODUCED,  # contradicted
     "mixed": verdicts.NOT_REPRODUCED,  # inconclusive

@@ -17,13 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ose import stats
+from ose import stats, verdicts
 from ose.params import Params
 from ose.pipeline.atomic import write_text_atomic
 from ose.pipeline.dvcfile import paths_class
 from ose.pipeline.paths import resolve
 from ose.pipeline.results import StageResult, markdown_table
-from ose.reporting import verdicts
 from ose.reporting.markdown import claim_row
 from ose.stages import agora_torus, benchmark, costs, extract, finetune, pretrain, teacher
 

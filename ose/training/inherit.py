@@ -405,12 +405,8 @@ def inherit(
 ) -> BertForMaskedLM:
     """ξ initialised from the source: `kept_layers`, then `measure_importance` on calibration ids
     (B, L) from the pretraining corpus, then `slice_source`. A notebook that prints the orders calls
-    the three itself; this is their composition."""
-    source = check_source(source)
-    source_arch, _ = from_bert_config(source.config)
-    _check_fits(arch, source_arch)
-    chosen = kept_layers(source_arch.depth, arch.depth, layers, every)
-    return slice_source(source, arch, measure_importance(source, calibration_ids, chosen))
+    the three itself; this is their composition (a one-use `Slicer`)."""
+    return Slicer(source, calibration_ids, layers, every)(arch)
 
 
 class Slicer:

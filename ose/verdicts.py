@@ -128,7 +128,7 @@ def within_noise(difference: float, spread: float | None) -> bool:
 
 
 RULES_MARKDOWN = (
-    '**Verdict rules** (`ose.reporting.verdicts`; docs/science.md, "Verdict rules"). '
+    '**Verdict rules** (`ose.verdicts`; docs/science.md, "Verdict rules"). '
     "(1) A paper figure covers what its precision implies, half a unit of its last digit either side: "
     '"20×" is [19.5, 20.5), "7.9×" [7.85, 7.95), "16%" [15.5, 16.5). '
     "(2) A quantity (size, speed-up) is *reproduced* when our exact count lies in that interval or our "
