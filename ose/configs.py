@@ -582,10 +582,15 @@ class FineTuneConfig:
     eval_batch_size: int = 64
     bf16: bool = False  # bf16 autocast of the classifier's forward passes (fp32 weights and AdamW)
     pooling: str = "cls"  # the sentence vector: the first token's state, or the mean over real tokens
+    max_steps: int | None = None  # a cap on the steps (None: `epochs` full epochs)
 
     POOLINGS: ClassVar[tuple[str, ...]] = ("cls", "mean")
 
     def __post_init__(self) -> None:
+        if self.max_steps is not None and (
+            isinstance(self.max_steps, bool) or not isinstance(self.max_steps, int) or self.max_steps < 1
+        ):
+            raise ValueError(f"max_steps must be null or a positive integer, got {self.max_steps!r}")
         if not isinstance(self.bf16, bool):
             raise ValueError(f"bf16 must be true or false, got {self.bf16!r}")
         if self.pooling not in self.POOLINGS:
@@ -702,6 +707,7 @@ class FineTune:
     dropout: float
     source_lr: float
     source_epochs: int
+    source_max_steps: int | None  # a cap on S's steps (null: source_epochs full epochs at every size)
     eval_every: int  # student dev evaluations every this many steps (0: each epoch); best state kept
     thetas: list[FineTuneTheta]
     tie_tolerance: float  # dev scores within this of the worst θ count as tied with it
@@ -744,6 +750,8 @@ class FineTune:
         checks.in_range("max_len", self.max_len, 8, 512)
         checks.positive(self, "batch_size", "source_epochs", "nproc")
         checks.non_negative(self, "eval_every", "replay")
+        if self.source_max_steps is not None:
+            checks.positive(self, "source_max_steps")
         checks.in_range("warmup_fraction", self.warmup_fraction, 0, 1)
         checks.in_range("dropout", self.dropout, 0, 1, high_open=True)
         checks.in_range("source_lr", self.source_lr, 0, 1, low_open=True)
@@ -782,7 +790,9 @@ class FineTune:
 
     def source_config(self) -> FineTuneConfig:
         """The labeller S: the source fine-tuned with one hyperparameter set."""
-        return FineTuneConfig(epochs=self.source_epochs, lr=self.source_lr, **self._shared())
+        return FineTuneConfig(
+            epochs=self.source_epochs, lr=self.source_lr, max_steps=self.source_max_steps, **self._shared()
+        )
 
     def student_config(self) -> FineTuneConfig:
         """The student's fits, before a θ of Θ overrides its learning rate and epochs."""

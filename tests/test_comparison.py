@@ -12,7 +12,7 @@ from transformers import BertTokenizer
 from ose.arch import Arch, Embedding, build_model
 from ose.data.tasks import make_task_data
 from ose.finetuning.classifier import FineTuneConfig
-from ose.finetuning.comparison import MemoFit, compare_on_task, frame_digest, seed_sample
+from ose.finetuning.comparison import MemoFit, compare_on_sizes, compare_on_task, frame_digest, seed_sample
 from ose.finetuning.effects import (
     ARMS,
     CONCLUSIONS,
@@ -90,10 +90,10 @@ CONFIG = FineTuneConfig(epochs=2, batch_size=8, lr=3e-3, max_len=8)
 THETAS = [{"name": "slow", "lr": 1e-3}, {"name": "mid", "lr": 2e-3}, {"name": "fast", "lr": 5e-3}]
 
 
-def compare(toy, seeds, cache_dir=None, nproc=1):
+def compare(toy, seeds, cache_dir=None, nproc=1, size=20):
     tokenizer, task, source, students, generator = toy
     return compare_on_task(
-        task, tokenizer, source, students, CONFIG, CONFIG, THETAS, generator, seeds, 20, 20,
+        task, tokenizer, source, students, CONFIG, CONFIG, THETAS, generator, seeds, size, 20,
         cache_dir=cache_dir, nproc=nproc, progress=False,
     )  # fmt: skip
 
@@ -148,24 +148,33 @@ def _untimed(records):
 
 @pytest.mark.slow
 def test_worker_processes_give_the_records_of_one_process(toy, tmp_path, monkeypatch):
-    """Seeds in two spawned one-thread workers: the same records, in seed order, as one process
-    on one thread, written to the same cache (a later run with nproc 1 reads them back)."""
+    """Every (train size, seed) in one pool of two spawned one-thread workers: per size the same
+    records, in seed order, as one process on one thread, written to each size's cache (a later
+    run with nproc 1 reads them back)."""
+    tokenizer, task, source, students, generator = toy
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        alone = compare(toy, [5, 3, 4], tmp_path / "one")
-        pooled = compare(toy, [5, 3, 4], tmp_path / "two", nproc=2)
+        alone = {size: compare(toy, [5, 3, 4], tmp_path / f"one{size}", size=size) for size in (20, 14)}
+        pooled = compare_on_sizes(
+            task, tokenizer, source, students, CONFIG, CONFIG, THETAS, generator, [5, 3, 4],
+            {20: tmp_path / "two", 14: tmp_path / "two" / "size14"}, 20, nproc=2, progress=False,
+        )  # fmt: skip
     finally:
         torch.set_num_threads(threads)
-    assert [(r["seed"], r["student"]) for r in pooled["records"]] == [
-        (s, n) for s in (5, 3, 4) for n in ("kd", "mlm")
-    ]
-    assert _untimed(pooled["records"]) == _untimed(alone["records"])
+    assert list(pooled) == [20, 14]
+    for size in (20, 14):
+        assert [(r["seed"], r["student"], r["train_size"]) for r in pooled[size]["records"]] == [
+            (s, n, size) for s in (5, 3, 4) for n in ("kd", "mlm")
+        ]
+        assert _untimed(pooled[size]["records"]) == _untimed(alone[size]["records"])
     monkeypatch.setattr("ose.finetuning.comparison.fine_tune", None)  # a recompute would fail
-    again = compare(toy, [5, 3, 4], tmp_path / "two")
-    assert _untimed(again["records"]) == _untimed(pooled["records"])
+    again = compare(toy, [5, 3, 4], tmp_path / "two", size=20)
+    assert _untimed(again["records"]) == _untimed(pooled[20]["records"])
     with pytest.raises(ValueError, match="nproc"):
         compare(toy, [3], nproc=0)
+    with pytest.raises(ValueError, match="train_sizes"):
+        compare_on_sizes(task, tokenizer, source, students, CONFIG, CONFIG, THETAS, generator, [3], {})
 
 
 def test_comparison_needs_seeds_and_students(toy):

@@ -54,7 +54,8 @@ def test_a_config_error_names_the_field():
 def test_finetune_group_gives_the_fit_configs():
     fine = from_dict(render_profile("default")).finetune
     source, student = fine.source_config(), fine.student_config()
-    assert (source.lr, source.epochs) == (fine.source_lr, fine.source_epochs)
+    assert (source.lr, source.epochs, source.max_steps) == (fine.source_lr, fine.source_epochs, 120)
+    assert student.max_steps is None, "a student trains its θ's epochs in full"
     assert student.eval_every == fine.eval_every
     for config in (source, student):
         assert (config.batch_size, config.max_len, config.dropout) == (

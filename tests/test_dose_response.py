@@ -58,9 +58,9 @@ def test_run_at_several_train_sizes_writes_the_dose_response(tmp_path, monkeypat
     comparisons = _sizes_comparisons(params, {100: 0.04, 300: 0.02, 1000: 0.0})
     asked = []
 
-    def compare(params, task, paths, progress, size=None):
-        asked.append(size)
-        return comparisons[size]
+    def compare(params, task, paths, progress):
+        asked.extend(params.finetune.train_sizes())
+        return {size: comparisons[size] for size in params.finetune.train_sizes()}
 
     monkeypatch.setattr(finetune, "compare", compare)
     monkeypatch.setattr(

@@ -200,6 +200,22 @@ def test_fine_tune_learns_a_separable_task_and_is_deterministic(tokenizer, tmp_p
     assert not torch.equal(other.out.weight, model.out.weight)
 
 
+def test_max_steps_caps_a_fit(tokenizer):
+    """`max_steps`: the fit stops there (48 rows in batches of 8: 6 steps an epoch) and evaluates on
+    dev at its last step; the best evaluation is kept as always."""
+    task = polarity_task()
+    config = dataclasses.replace(FAST, epochs=2, eval_every=4, warmup_fraction=0.0)
+    _, full = fine_tune(encoder(), tokenizer, task, config=config, seed=3, progress=False)
+    _, capped = fine_tune(
+        encoder(), tokenizer, task, config=dataclasses.replace(config, max_steps=7), seed=3, progress=False
+    )
+    assert full["steps"] == 12 and capped["steps"] == 7
+    assert [h["step"] for h in capped["history"]] == [4, 7]
+    assert capped["best_step"] in (4, 7) and full["best_step"] in (4, 8, 12)
+    with pytest.raises(ValueError, match="max_steps"):
+        FineTuneConfig(max_steps=0)
+
+
 def test_bf16_fine_tuning_learns_and_predicts_in_fp32(tokenizer):
     """`bf16`: autocast inside the classifier; fp32 outputs, close to the fp32 model's, and the
     fit still learns the task."""

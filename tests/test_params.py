@@ -201,7 +201,7 @@ def _cli_check(tmp_path, capsys, text: str) -> tuple[int, str]:
     [
         ("  lr: 0.001\n", "  lr: .nan\n", "pretrain.lr: must be a finite number, got nan"),
         (
-            "  seeds: [0, 1, 2, 3, 4, 5, 6, 7]\n",
+            "  seeds: [0, 1, 2, 3, 4, 5, 6]\n",
             "  seeds: [-1]\n",
             "finetune.seeds[0]: must be an integer in [0, 4294967295]",
         ),

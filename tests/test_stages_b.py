@@ -116,7 +116,11 @@ def test_finetune_run_writes_tables_figure_and_metrics(tmp_path, monkeypatch):
 
     params = load()
     comparison = _comparison(params.finetune.seeds)
-    monkeypatch.setattr(finetune, "compare", lambda params, task, paths, progress, size=None: comparison)
+    monkeypatch.setattr(
+        finetune,
+        "compare",
+        lambda params, task, paths, progress: {size: comparison for size in params.finetune.train_sizes()},
+    )
     out = finetune.Paths(
         metrics_file=str(tmp_path / "metrics" / "{task}.json"),
         tables_dir=tmp_path / "tables",

@@ -377,6 +377,8 @@ def _fine_tune(encoder, tokenizer, task, train_frame, config, seed, progress, de
     )
     steps_per_epoch = math.ceil(len(train_data) / config.batch_size)
     total = steps_per_epoch * config.epochs
+    if config.max_steps is not None:  # the capped run's batches are the uncapped run's first ones
+        total = min(total, config.max_steps)
     train_config = TrainConfig(
         steps=total,
         lr=config.lr,

@@ -317,30 +317,31 @@ def seed_records(work: SeedWork, seed: int, done: Mapping[str, dict | None]) -> 
     return computed
 
 
-_WORK: SeedWork | None = None  # a worker process's shared inputs (`_start_worker`)
+_WORKS: tuple[SeedWork, ...] = ()  # a worker process's shared inputs, one per train size (`_start_worker`)
 
 
-def _start_worker(work: SeedWork) -> None:
-    global _WORK
+def _start_worker(works: tuple[SeedWork, ...]) -> None:
+    global _WORKS
     torch.set_num_threads(1)  # two workers on two cores beat one on both for models this small
-    _WORK = work
+    _WORKS = works
 
 
-def _seed_in_worker(seed: int, done: dict[str, dict | None]) -> dict[str, dict]:
-    assert _WORK is not None, "the worker was started without its inputs"
-    return seed_records(_WORK, seed, done)
+def _seed_in_worker(index: int, seed: int, done: dict[str, dict | None]) -> dict[str, dict]:
+    assert _WORKS, "the worker was started without its inputs"
+    return seed_records(_WORKS[index], seed, done)
 
 
-def _map_seeds(work: SeedWork, seeds: Sequence[int], done: Mapping[int, Mapping], nproc: int):
-    """(seed, its new records) for every seed of `seeds`, in this process (nproc 1, or one seed) or
-    in `nproc` spawned workers of one thread each, yielded as they finish."""
-    if nproc == 1 or len(seeds) <= 1:
-        for seed in seeds:
-            yield seed, seed_records(work, seed, done[seed])
+def _map_seeds(works: Sequence[SeedWork], jobs: Sequence[tuple[int, int]], done: Mapping, nproc: int):
+    """((work index, seed), its new records) for every job of `jobs`, in this process (nproc 1, or
+    one job) or in `nproc` spawned workers of one thread each, yielded as they finish. The works
+    are sent to each worker once (pickled together: what they share, pickled once)."""
+    if nproc == 1 or len(jobs) <= 1:
+        for job in jobs:
+            yield job, seed_records(works[job[0]], job[1], done[job])
         return
     context = multiprocessing.get_context("spawn")  # no forked torch threads or open files
-    with ProcessPoolExecutor(min(nproc, len(seeds)), context, _start_worker, (work,)) as pool:
-        futures = {pool.submit(_seed_in_worker, seed, dict(done[seed])): seed for seed in seeds}
+    with ProcessPoolExecutor(min(nproc, len(jobs)), context, _start_worker, (tuple(works),)) as pool:
+        futures = {pool.submit(_seed_in_worker, *job, dict(done[job])): job for job in jobs}
         for future in as_completed(futures):
             yield futures[future], future.result()
 
@@ -358,15 +359,11 @@ def compare_on_task(
     train_size: int | None,
     dev_size: int | None = None,
     *,
-    replay: int = 0,
-    tie_tolerance: float = 0.0,
-    regression_tolerance: float = 0.2,
-    control_anchor: str = "random_dev",
     cache_dir: str | Path | None = None,
-    nproc: int = 1,
-    progress: bool = True,
+    **options,
 ) -> dict:
-    """The labeller and every student's three arms on `task.test`, for every seed (see the module).
+    """The labeller and every student's three arms on `task.test`, for every seed (see the module),
+    at one train size: `compare_on_sizes` with that size alone.
 
     students: name → encoder (a `save_pretrained` directory or a model). Returns {task, metric,
     train_size, dev_size, test_size, chance (the test split's majority-class share; None for
@@ -374,8 +371,38 @@ def compare_on_task(
     holding the labeller's and the arms' test scores, both loops' rounds, a few added points, the
     fingerprint and the seconds it took (those of the run that computed it). With `cache_dir`,
     each record is read from / written to `<cache_dir>/seed<seed>-<student>.json` when its
-    fingerprint matches. With `nproc` > 1 the seeds still to compute run in that many worker
-    processes of one intra-op thread each (`_map_seeds`); records are the same whatever the order.
+    fingerprint matches. options: `compare_on_sizes`'s (Agora's, `nproc`, `progress`).
+    """
+    return compare_on_sizes(
+        task, tokenizer, source_encoder, students, source_config, student_config, thetas, generator,
+        seeds, {train_size: cache_dir}, dev_size, **options,
+    )[train_size]  # fmt: skip
+
+
+def compare_on_sizes(
+    task: TaskData,
+    tokenizer,
+    source_encoder,
+    students: Mapping[str, Any],
+    source_config: FineTuneConfig,
+    student_config: FineTuneConfig,
+    thetas: list[dict],
+    generator: NearestNeighbourSubstitution,
+    seeds: Sequence[int],
+    train_sizes: Mapping[int | None, str | Path | None],
+    dev_size: int | None = None,
+    *,
+    replay: int = 0,
+    tie_tolerance: float = 0.0,
+    regression_tolerance: float = 0.2,
+    control_anchor: str = "random_dev",
+    nproc: int = 1,
+    progress: bool = True,
+) -> dict[int | None, dict]:
+    """`compare_on_task`'s result at every train size of `train_sizes` (size → its cache folder, or
+    None for none), by size. The (size, seed) pairs still to compute share one pool of `nproc`
+    worker processes of one intra-op thread each, the largest sizes first (the longest jobs, so
+    the pool ends on short ones); records are the same whatever the order or `nproc`.
     """
     if nproc < 1:
         raise ValueError(f"nproc must be a positive integer, got {nproc}")
@@ -383,6 +410,8 @@ def compare_on_task(
         raise ValueError("seeds must name at least one seed")
     if not students:
         raise ValueError("students must name at least one student encoder")
+    if not train_sizes:
+        raise ValueError("train_sizes must name at least one train size")
     source = load_encoder(source_encoder)
     encoders = {name: load_encoder(encoder) for name, encoder in students.items()}
     options = {
@@ -391,44 +420,58 @@ def compare_on_task(
         "regression_tolerance": regression_tolerance,
         "control_anchor": control_anchor,
     }
-    settings = {
-        "source_config": dataclasses.asdict(source_config),
-        "student_config": dataclasses.asdict(student_config),
-        "thetas": thetas,
-        "train_size": train_size,
-        "dev_size": dev_size,
-        **options,
-    }
-    digests = _digests(task, tokenizer, source, encoders, generator, settings)
-    cache = None if cache_dir is None else Path(cache_dir)
-    done: dict[int, dict[str, dict | None]] = {}
-    for seed in seeds:
-        paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
-        done[seed] = {name: _cached(paths[name], record_key(digests, seed, name)) for name in encoders}
-    todo = [seed for seed in seeds if any(record is None for record in done[seed].values())]
-    shared = SeedWork(
-        task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
-        train_size, dev_size, options, digests, cache,
-    )  # fmt: skip
+    works, done = [], {}
+    for index, (train_size, cache_dir) in enumerate(train_sizes.items()):
+        settings = {
+            "source_config": dataclasses.asdict(source_config),
+            "student_config": dataclasses.asdict(student_config),
+            "thetas": thetas,
+            "train_size": train_size,
+            "dev_size": dev_size,
+            **options,
+        }
+        digests = _digests(task, tokenizer, source, encoders, generator, settings)
+        cache = None if cache_dir is None else Path(cache_dir)
+        works.append(
+            SeedWork(
+                task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
+                train_size, dev_size, options, digests, cache,
+            )  # fmt: skip
+        )
+        for seed in seeds:
+            paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
+            done[index, seed] = {name: _cached(paths[name], record_key(digests, seed, name)) for name in encoders}
+    largest_first = sorted(range(len(works)), key=lambda i: -(works[i].train_size or math.inf))
+    todo = [
+        (index, seed)
+        for index in largest_first
+        for seed in seeds
+        if any(record is None for record in done[index, seed].values())
+    ]
     bar = progress_bar(
-        total=len(seeds) * len(encoders), desc=f"{task.name}: seeds × students", disable=not progress
+        total=len(works) * len(seeds) * len(encoders),
+        desc=f"{task.name}: sizes × seeds × students",
+        disable=not progress,
     )
-    bar.update(sum(len(encoders) for seed in seeds if seed not in todo))
-    for seed, computed in _map_seeds(shared, todo, done, nproc):
-        done[seed].update(computed)
+    bar.update((len(done) - len(todo)) * len(encoders))
+    for job, computed in _map_seeds(works, todo, done, nproc):
+        done[job].update(computed)
         bar.update(len(encoders))
-    records = [done[seed][name] for seed in seeds for name in encoders]
     bar.close()
-    return {
-        "task": task.name,
-        "metric": task.main_metric,
-        "train_size": records[0]["train_size"],
-        "dev_size": records[0]["dev_size"],
-        "test_size": len(task.test),
-        "chance": None
-        if task.is_regression
-        else float(task.test["label"].value_counts(normalize=True).iloc[0]),
-        "seeds": list(seeds),
-        "students": list(encoders),
-        "records": records,
-    }
+    results = {}
+    for index, work in enumerate(works):
+        records = [done[index, seed][name] for seed in seeds for name in encoders]
+        results[work.train_size] = {
+            "task": task.name,
+            "metric": task.main_metric,
+            "train_size": records[0]["train_size"],
+            "dev_size": records[0]["dev_size"],
+            "test_size": len(task.test),
+            "chance": None
+            if task.is_regression
+            else float(task.test["label"].value_counts(normalize=True).iloc[0]),
+            "seeds": list(seeds),
+            "students": list(encoders),
+            "records": records,
+        }
+    return results

@@ -1,7 +1,7 @@
 """Stage `finetune` (notebook 06, one DVC stage per task): Agora against plain fine-tuning and a
 compute-matched control, paired by seed, in Agora's regime (a scarce, balanced train sample).
 
-`ose.finetuning.comparison.compare_on_task` on one task prepared by stage `data`, for every student of
+`ose.finetuning.comparison.compare_on_sizes` on one task prepared by stage `data`, for every student of
 `finetune.students` (pretrain's arms), with the teacher's input embeddings as Agora's generator.
 Writes the per-seed test scores (paired, one row per seed), every arm's metrics, both loops'
 rounds, one figure (scores per seed and the paired differences with their 95% CIs) and the
@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 from ose import paper, verdicts
 from ose.configs import FineTune
 from ose.data.tasks import TaskData, load_task
-from ose.finetuning.comparison import compare_on_task, json_ready
+from ose.finetuning.comparison import compare_on_sizes, json_ready
 from ose.finetuning.effects import (
     ARMS,
     LABELLER_FLOOR,
@@ -183,19 +183,16 @@ def describe(params: Params, data: TaskData) -> str:
     )
 
 
-def compare(
-    params: Params, task: str, paths: Paths, progress: bool = True, train_size: int | None = None
-) -> dict:
-    """`compare_on_task` with the stage's data, models and settings, at `train_size` (default: the
-    task's `train_size`)."""
+def compare(params: Params, task: str, paths: Paths, progress: bool = True) -> dict[int | None, dict]:
+    """`compare_on_sizes` with the stage's data, models and settings: train size → `compare_on_task`'s
+    result, at every size of `finetune.train_sizes()` (one pool of workers over all of them)."""
     cfg = params.finetune
-    size = cfg.train_size if train_size is None else train_size
-    params = replace(params, finetune=replace(cfg, train_size=size))
     data = load_task(paths.task_dir(task))
     teacher, tokenizer, _, _ = load_teacher(resolve(paths.teacher_dir))
     if progress:
         print(describe(params, data))
-    return compare_on_task(
+        print(f"train sizes {cfg.train_sizes()} (the first is the main table's)")
+    return compare_on_sizes(
         data,
         tokenizer,
         resolve_source(params.source.model),
@@ -205,12 +202,11 @@ def compare(
         [asdict(t) for t in cfg.thetas],
         generator_for(params, tokenizer, teacher),
         cfg.seeds,
-        size,
+        {size: paths.size_cache(task, size, cfg.train_size) for size in cfg.train_sizes()},
         cfg.dev_size,
         replay=cfg.replay,
         tie_tolerance=cfg.tie_tolerance,
         control_anchor=cfg.control_anchor,
-        cache_dir=paths.size_cache(task, size, cfg.train_size),
         nproc=cfg.nproc,
         progress=progress,
     )
@@ -390,10 +386,10 @@ def run(params: Params, task: str, paths: Paths | None = None, progress: bool = 
     paths = paths or Paths()
     params = replace(params, finetune=params.finetune.for_task(task))
     cfg = params.finetune
-    by_size = {}
-    for size in cfg.train_sizes():
-        comparison_at = compare(params, task, paths, progress, size)
-        by_size[size] = (comparison_at, summarise_comparison(comparison_at, params, task))
+    by_size = {
+        size: (comparison_at, summarise_comparison(comparison_at, params, task))
+        for size, comparison_at in compare(params, task, paths, progress).items()
+    }
     comparison, main = by_size[cfg.train_size]
     sizes = {str(size): {k: asdict(r)[k] for k in SIZE_FIELDS} for size, (_, r) in by_size.items()}
     result = replace(main, sizes=json_ready(sizes))
