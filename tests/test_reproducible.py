@@ -120,6 +120,7 @@ ABLATIONS = {
     ),
     "change extract.epsilon": ({"extract.epsilon": 3}, {"extract"}),
     "change a distillation weight": ({"distill.alpha": 0.2}, {"extract", "pretrain"}),
+    "change the released loss's KD weight": ({"distill.released.beta": 1.0}, {"pretrain"}),
     "change the benchmark grid": ({"benchmark.seq_lens": [16, 24]}, {"benchmark"}),
     "change one task's train size": (
         {"finetune.task_settings.bbc": {"train_size": 30}},

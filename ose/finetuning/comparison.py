@@ -432,15 +432,15 @@ def compare_on_sizes(
         }
         digests = _digests(task, tokenizer, source, encoders, generator, settings)
         cache = None if cache_dir is None else Path(cache_dir)
-        works.append(
-            SeedWork(
-                task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
-                train_size, dev_size, options, digests, cache,
-            )  # fmt: skip
-        )
+        work = SeedWork(
+            task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
+            train_size, dev_size, options, digests, cache,
+        )  # fmt: skip
+        works.append(work)
         for seed in seeds:
             paths = {name: None if cache is None else cache / f"seed{seed}-{name}.json" for name in encoders}
-            done[index, seed] = {name: _cached(paths[name], record_key(digests, seed, name)) for name in encoders}
+            keys = {name: record_key(digests, seed, name) for name in encoders}
+            done[index, seed] = {name: _cached(paths[name], keys[name]) for name in encoders}
     largest_first = sorted(range(len(works)), key=lambda i: -(works[i].train_size or math.inf))
     todo = [
         (index, seed)
