@@ -273,6 +273,7 @@ class SeedWork:
     options: dict
     digests: dict
     cache: Path | None
+    test: ScoredTest  # one for every train size: the test split is tokenised once per process
 
 
 def seed_records(work: SeedWork, seed: int, done: Mapping[str, dict | None]) -> dict[str, dict]:
@@ -281,7 +282,7 @@ def seed_records(work: SeedWork, seed: int, done: Mapping[str, dict | None]) -> 
     task, tokenizer = work.task, work.tokenizer
     started = time.perf_counter()
     sample = seed_sample(task, work.train_size, work.dev_size, seed)
-    test = ScoredTest(task, task.test, tokenizer)
+    test = work.test
     labeller_model, labeller_log = fine_tune(
         work.source, tokenizer, sample, config=work.source_config, seed=seed, progress=False
     )
@@ -420,21 +421,22 @@ def compare_on_sizes(
         "regression_tolerance": regression_tolerance,
         "control_anchor": control_anchor,
     }
+    settings = {
+        "source_config": dataclasses.asdict(source_config),
+        "student_config": dataclasses.asdict(student_config),
+        "thetas": thetas,
+        "dev_size": dev_size,
+        **options,
+    }
+    shared = _digests(task, tokenizer, source, encoders, generator, settings)  # the weights hashed once
+    test = ScoredTest(task, task.test, tokenizer)
     works, done = [], {}
     for index, (train_size, cache_dir) in enumerate(train_sizes.items()):
-        settings = {
-            "source_config": dataclasses.asdict(source_config),
-            "student_config": dataclasses.asdict(student_config),
-            "thetas": thetas,
-            "train_size": train_size,
-            "dev_size": dev_size,
-            **options,
-        }
-        digests = _digests(task, tokenizer, source, encoders, generator, settings)
+        digests = {**shared, "settings": {**settings, "train_size": train_size}}
         cache = None if cache_dir is None else Path(cache_dir)
         work = SeedWork(
             task, tokenizer, source, encoders, source_config, student_config, thetas, generator,
-            train_size, dev_size, options, digests, cache,
+            train_size, dev_size, options, digests, cache, test,
         )  # fmt: skip
         works.append(work)
         for seed in seeds:
@@ -458,6 +460,14 @@ def compare_on_sizes(
         done[job].update(computed)
         bar.update(len(encoders))
     bar.close()
+    common = {  # the same at every size
+        "test_size": len(task.test),
+        "chance": None
+        if task.is_regression
+        else float(task.test["label"].value_counts(normalize=True).iloc[0]),
+        "seeds": list(seeds),
+        "students": list(encoders),
+    }
     results = {}
     for index, work in enumerate(works):
         records = [done[index, seed][name] for seed in seeds for name in encoders]
@@ -466,12 +476,7 @@ def compare_on_sizes(
             "metric": task.main_metric,
             "train_size": records[0]["train_size"],
             "dev_size": records[0]["dev_size"],
-            "test_size": len(task.test),
-            "chance": None
-            if task.is_regression
-            else float(task.test["label"].value_counts(normalize=True).iloc[0]),
-            "seeds": list(seeds),
-            "students": list(encoders),
+            **common,
             "records": records,
         }
     return results
