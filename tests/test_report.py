@@ -273,3 +273,11 @@ def test_every_verdict_says_whether_the_test_was_fair_to_the_method(tmp_path):
     assert fairness(Metrics(pretrain=inside))["pretrain"] == "no gap known"
     edge = replace(fairer, lr_sweep={"random": {"steps": 3, "rows": rows, "chosen": 3e-3}})
     assert "lr 0.003 is the edge of the swept grid" in fairness(Metrics(pretrain=edge))["pretrain"]
+    with_mlm = replace(inside, arms={"kd": seeded, "mlm": {**seeded, "loss": "mlm"}})
+    assert "the MLM arm trains with it" in fairness(Metrics(pretrain=with_mlm))["pretrain"]
+    released = {**seeded, "loss": "kd_released", "grad_norm_ratio": 1e-9}
+    inert = replace(inside, arms={"kd": seeded, "kd_released": released})
+    gap = fairness(Metrics(pretrain=inert))["pretrain"]
+    assert "kd_released: the KD term's gradient is under 1e-06" in gap
+    working = replace(inside, arms={"kd": seeded, "kd_released": {**released, "grad_norm_ratio": 0.2}})
+    assert fairness(Metrics(pretrain=working))["pretrain"] == "no gap known"

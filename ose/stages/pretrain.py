@@ -602,6 +602,9 @@ def _kd_claim(p: Result | None) -> dict:
     )
 
 
+INERT_KD = 1e-6  # a KD/CE gradient-norm ratio under this: the KD term trains nothing
+
+
 def fairness(m: Result) -> str:
     """What the distillation comparison still does not share besides the claim, read off the metrics
     (`ose.stages.report.fairness`); "no gap known" when nothing."""
@@ -619,6 +622,23 @@ def fairness(m: Result) -> str:
         swept = sorted(row["lr"] for row in sweep["rows"])
         if len(swept) > 1 and sweep["chosen"] in (swept[0], swept[-1]):
             gaps.append(f"{init} init's lr {sweep['chosen']:g} is the edge of the swept grid {swept}")
+    prefix = {"random": "", "inherited": "inherited_"}
+    shared = [init for init in (m.lr_sweep or {}) if prefix.get(init, "") + "mlm" in m.arms]
+    if shared:
+        gaps.append(
+            f"the lr was swept on the KD arm ({', '.join(shared)} init) and the MLM arm trains with it, "
+            "not with its own best"
+        )
+    inert = [
+        arm
+        for arm, row in m.arms.items()
+        if row.get("loss") == "kd_released" and (row.get("grad_norm_ratio") or 0) < INERT_KD
+    ]
+    if inert:
+        gaps.append(
+            f"{', '.join(inert)}: the KD term's gradient is under {INERT_KD:g} of the CE term's, so its "
+            "difference from MLM alone is not distillation (its CE term is weighted 0.1)"
+        )
     kd = (m.kd_weights or {}).get("kd", {})
     if kd:
         gaps.append(f"textbook KD's α = {kd.get('alpha'):g} and T = {kd.get('temperature'):g} were not swept")
